@@ -1,0 +1,59 @@
+# Stock Sentinel. `make run` and `make test` do all the set-up on a fresh Debian machine;
+# every set-up step is idempotent and returns at once when it is already done.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Bytewax 0.21 has wheels for CPython 3.10-3.12 only: take the newest of those we find.
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' \
+	2>/dev/null && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup run test lint typecheck unit timescaledb clean distclean
+
+help:
+	@echo "make run    the whole pipeline on the embedded TimescaleDB (simulator feed, API)"
+	@echo "make test   lint, type-check and the whole test suite"
+
+$(BIN)/python:
+	@[ -n "$(PYTHON)" ] || { echo "error: Python 3.10-3.12 is needed (Bytewax 0.21 has no wheels for others);" \
+		"install one, or use 'docker compose up' (README.md)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		echo "python venv is missing; installing python3-venv"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv >/dev/null && \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+timescaledb:
+	@bash timescale/install.sh
+
+setup: $(STAMP) timescaledb
+
+run: setup
+	$(BIN)/sentinel up
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+clean:
+	-$(BIN)/sentinel db stop
+	rm -rf .sentinel/test .mypy_cache .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf .sentinel $(VENV)

@@ -1,0 +1,3 @@
+"""Stock Sentinel: command line and settings."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,96 @@
+"""Shared fixtures: the real embedded TimescaleDB, a migrated template, a clean DB per test.
+
+With ``DATABASE_URL`` set, the tests use that server instead (its role needs CREATEDB);
+otherwise they start their own embedded cluster under ``.sentinel/test`` so they never
+touch the database ``make run`` uses.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from timescale.embedded import EmbeddedPostgres
+from timescale.migrate import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_HOME = ROOT / ".sentinel" / "test"
+TEMPLATE = "sentinel_test_template"
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    return make_conninfo(dsn, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A DSN on the server the tests use, pointing at its maintenance database."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield with_dbname(external, str(conninfo_to_dict(external).get("dbname") or "postgres"))
+        return
+    db = EmbeddedPostgres(TEST_HOME)
+    db.start()
+    try:
+        yield db.dsn("postgres")
+    finally:
+        db.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str) -> str:
+    """A database migrated once per session, the template of every test database."""
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+    migrate(with_dbname(server_dsn, TEMPLATE), echo=lambda _: None)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        # No connections may remain to a template while it is copied, TimescaleDB's
+        # background scheduler included: it skips databases that refuse connections.
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                sql.Identifier(TEMPLATE)
+            )
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [TEMPLATE]
+        )
+    return TEMPLATE
+
+
+@pytest.fixture
+def fresh_db(server_dsn: str) -> Iterator[str]:
+    """An empty database (no schema) that is dropped after the test."""
+    yield from _scratch_db(server_dsn, template="template0")
+
+
+@pytest.fixture
+def db(server_dsn: str, template_db: str) -> Iterator[str]:
+    """A clean, fully migrated database for one test; returns its DSN."""
+    yield from _scratch_db(server_dsn, template=template_db)
+
+
+def _scratch_db(server_dsn: str, template: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    try:
+        yield with_dbname(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

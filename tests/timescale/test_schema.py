@@ -1,0 +1,143 @@
+"""The schema contract of DESIGN.md, checked on the real embedded TimescaleDB."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from timescale.migrate import GRAFANA_ROLE, load_migrations, migrate
+
+HYPERTABLES = {
+    "ticks": "time",
+    "ticks_rejected": "received_at",
+    "bars": "time",
+    "bar_metrics": "time",
+    "forecasts": "time",
+    "model_scores": "time",
+    "model_checkpoints": "time",
+    "alerts": "time",
+}
+PLAIN_TABLES = {"tickers", "schema_migrations"}
+CONTRACT_COLUMNS = {
+    "tickers": {"symbol", "active", "added_at"},
+    "ticks": {"time", "symbol", "price", "size", "seq"},
+    "ticks_rejected": {"received_at", "source", "payload", "reason"},
+    "bars": {"time", "symbol", "open", "high", "low", "close", "volume", "vwap", "trades"},
+    "bar_metrics": {"time", "symbol", "log_return", "realized_vol", "ewma_vol", "sharpe"},
+    "forecasts": {"time", "symbol", "model", "target", "horizon", "value", "lower", "upper",
+                  "made_at"},
+    "model_scores": {"time", "symbol", "model", "target", "metric", "value"},
+    "model_checkpoints": {"time", "symbol", "model", "version", "state", "metrics"},
+    "alerts": {"time", "symbol", "kind", "severity", "value", "threshold", "message"},
+}  # fmt: skip
+
+
+def _snapshot(dsn: str) -> dict[str, object]:
+    """Everything a migration could change: tables, columns, indexes, hypertables, rows."""
+    with psycopg.connect(dsn) as conn:
+        cols = conn.execute(
+            """SELECT table_name, column_name, data_type, is_nullable
+               FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2"""
+        ).fetchall()
+        idx = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        ).fetchall()
+        hyper = conn.execute(
+            """SELECT hypertable_name, num_dimensions FROM timescaledb_information.hypertables
+               ORDER BY 1"""
+        ).fetchall()
+        migrations = conn.execute(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY 1"
+        ).fetchall()
+    return {"columns": cols, "indexes": idx, "hypertables": hyper, "migrations": migrations}
+
+
+def test_every_contract_table_exists_with_its_columns(db: str) -> None:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            """SELECT table_name, column_name FROM information_schema.columns
+               WHERE table_schema = 'public'"""
+        ).fetchall()
+    columns: dict[str, set[str]] = {}
+    for table, column in rows:
+        columns.setdefault(table, set()).add(column)
+    for table, expected in CONTRACT_COLUMNS.items():
+        assert table in columns, f"missing table {table}"
+        assert expected <= columns[table], f"{table} lacks {expected - columns[table]}"
+
+
+def test_time_series_tables_are_hypertables_and_the_rest_are_not(db: str) -> None:
+    with psycopg.connect(db) as conn:
+        dims: dict[str, str] = dict(
+            conn.execute(
+                """SELECT hypertable_name, column_name FROM timescaledb_information.dimensions
+                   WHERE hypertable_schema = 'public'"""
+            ).fetchall()
+        )
+    assert dims == HYPERTABLES
+    assert PLAIN_TABLES.isdisjoint(dims)
+
+
+def test_bars_are_unique_per_symbol_and_start(db: str) -> None:
+    row = ("2024-01-02T14:30:00Z", "AAPL", 1.0, 2.0, 0.5, 1.5, 10.0, 1.2, 3, 60)
+    insert = "INSERT INTO bars VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    with psycopg.connect(db) as conn:
+        conn.execute(insert, row)
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert, row)
+
+
+def test_migrating_twice_changes_nothing(db: str) -> None:
+    before = _snapshot(db)
+    report = migrate(db, echo=lambda _: None)
+    assert report.applied == []
+    assert _snapshot(db) == before
+
+
+def test_migrations_apply_in_order_from_empty_and_record_each(fresh_db: str) -> None:
+    lines: list[str] = []
+    report = migrate(fresh_db, echo=lines.append)
+    expected = [f"{m.version:04d}_{m.name}" for m in load_migrations()]
+    assert report.applied + report.skipped == expected
+    with psycopg.connect(fresh_db) as conn:
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
+    recorded = [f"{v:04d}_{n}" for v, n in rows]
+    assert recorded == report.applied
+    # The Apache-only build skips the community-license migration and says so.
+    if report.license == "apache":
+        assert report.skipped == ["0004_community_policies"]
+        assert any(
+            "skipped 0004_community_policies" in line and "license" in line for line in lines
+        )
+
+
+def test_grafana_role_can_select_but_not_write(db: str) -> None:
+    as_grafana = make_conninfo(db, user=GRAFANA_ROLE)
+    with psycopg.connect(db) as conn:
+        conn.execute("INSERT INTO tickers (symbol) VALUES ('AAPL')")
+    with psycopg.connect(as_grafana) as conn:
+        assert conn.execute("SELECT symbol FROM tickers").fetchall() == [("AAPL",)]
+        for table in HYPERTABLES:
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        conn.rollback()
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO tickers (symbol) VALUES ('MSFT')")
+        conn.rollback()
+        # Even with read-only sessions switched off, the role holds no write privilege.
+        conn.execute("SET default_transaction_read_only = off")
+        conn.commit()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO tickers (symbol) VALUES ('MSFT')")
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM bars")
+
+
+def test_migrate_sets_the_grafana_password(db: str) -> None:
+    migrate(db, grafana_password="s3cret-for-tests", echo=lambda _: None)
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s", [GRAFANA_ROLE]
+        ).fetchone()
+    assert row == (True,)
