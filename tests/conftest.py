@@ -7,6 +7,7 @@ touch the database ``make run`` uses.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import Iterator
@@ -37,15 +38,22 @@ def server_dsn() -> Iterator[str]:
         yield with_dbname(external, str(conninfo_to_dict(external).get("dbname") or "postgres"))
         return
     db = EmbeddedPostgres(TEST_HOME)
-    db.start()
+    TEST_HOME.parent.mkdir(parents=True, exist_ok=True)
+    # Several pytest sessions may share the cluster: start it under a lock, and only the
+    # session that started it stops it.
+    with open(TEST_HOME.parent / ".test-cluster.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started_here = not db.status().running
+        db.start()
     try:
         yield db.dsn("postgres")
     finally:
-        db.stop()
+        if started_here:
+            db.stop()
 
 
 @pytest.fixture(scope="session")
-def template_db(server_dsn: str) -> str:
+def template_db(server_dsn: str) -> Iterator[str]:
     """A database migrated once per session, the template of every test database."""
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(

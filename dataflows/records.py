@@ -1,0 +1,103 @@
+"""The records that flow between sources, steps and sinks.
+
+Plain named tuples: cheap to build, to pickle (Bytewax snapshots) and to COPY. Times are
+integers, microseconds since the Unix epoch, UTC (``*_us``): no datetime objects in the
+hot path. Sinks turn them into ``TIMESTAMPTZ``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+US = 1_000_000  # microseconds per second
+
+
+class RawBatch(NamedTuple):
+    """What a source emits: a batch of undecoded messages from one source.
+
+    ``clock_us`` is the stream's clock when the batch was taken: wall time at receipt for
+    a live feed, the file's own running time for a replay. Tick timestamps are judged
+    plausible against it. ``messages`` holds ``(seq, payload)`` pairs; ``seq`` is the
+    source's position of that message (unique and stable within ``source``), and each
+    payload is either the text of one Finnhub websocket message or a :class:`RowBlock`.
+    """
+
+    source: str
+    clock_us: int
+    messages: list[tuple[int, str | RowBlock]]
+
+
+class RowBlock(NamedTuple):
+    """Rows of a replay file, as read (strings or numbers), column by column.
+
+    Row ``i`` has sequence number ``first_seq + i``.
+    """
+
+    first_seq: int
+    time: list[object]
+    symbol: list[object]
+    price: list[object]
+    size: list[object] | None
+
+
+class Tick(NamedTuple):
+    """One valid trade."""
+
+    time_us: int
+    symbol: str
+    price: float
+    size: float
+    seq: int
+    conditions: str | None
+
+
+class Reject(NamedTuple):
+    """One refused message or trade, for ``ticks_rejected``."""
+
+    received_us: int
+    source: str
+    seq: int
+    symbol: str | None
+    reason: str
+    detail: str
+    payload: str
+
+
+class Bar(NamedTuple):
+    """One OHLCV bar; ``start_us`` is the bar's start."""
+
+    start_us: int
+    symbol: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float | None
+    trades: int
+    bar_seconds: int
+
+
+class Metrics(NamedTuple):
+    """Per-bar statistics, for ``bar_metrics``. Volatilities are per bar (not annualized)
+    except the ``*_ann`` ones; ``sharpe`` is annualized."""
+
+    start_us: int
+    symbol: str
+    log_return: float | None
+    realized_vol: float | None
+    ewma_vol: float | None
+    realized_vol_ann: float | None
+    ewma_vol_ann: float | None
+    sharpe: float | None
+    bars_seen: int
+
+
+class Alert(NamedTuple):
+    time_us: int
+    symbol: str
+    kind: str
+    severity: str
+    value: float | None
+    threshold: float | None
+    message: str
