@@ -55,24 +55,31 @@ def server_dsn() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_db(server_dsn: str) -> Iterator[str]:
     """A database migrated once per session, the template of every test database."""
+    template = f"{TEMPLATE}_{os.getpid()}"
+    _drop(server_dsn, template)
     with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    migrate(with_dbname(server_dsn, TEMPLATE), echo=lambda _: None)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
+    migrate(with_dbname(server_dsn, template), echo=lambda _: None)
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         # No connections may remain to a template while it is copied, TimescaleDB's
         # background scheduler included: it skips databases that refuse connections.
         conn.execute(
             sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
-                sql.Identifier(TEMPLATE)
+                sql.Identifier(template)
             )
         )
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [TEMPLATE]
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [template]
         )
-    return TEMPLATE
+    yield template
+    _drop(server_dsn, template)
+
+
+def _drop(server_dsn: str, name: str) -> None:
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -98,7 +105,4 @@ def _scratch_db(server_dsn: str, template: str) -> Iterator[str]:
     try:
         yield with_dbname(server_dsn, name)
     finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        _drop(server_dsn, name)
