@@ -20,11 +20,14 @@ class RawBatch(NamedTuple):
     plausible against it. ``messages`` holds ``(seq, payload)`` pairs; ``seq`` is the
     source's position of that message (unique and stable within ``source``), and each
     payload is either the text of one Finnhub websocket message or a :class:`RowBlock`.
+    A live source also reports the symbols it is subscribed to in ``subscribed`` (the
+    stale-feed check uses it) and emits a batch at least once a second, empty if need be.
     """
 
     source: str
     clock_us: int
     messages: list[tuple[int, str | RowBlock]]
+    subscribed: tuple[str, ...] | None = None
 
 
 class RowBlock(NamedTuple):
