@@ -33,12 +33,59 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # -- feed --------------------------------------------------------------------------
+    feed_url: str = Field(
+        default="ws://127.0.0.1:8765", description="Finnhub-protocol websocket (the simulator)."
+    )
+    finnhub_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("FINNHUB_TOKEN", "SENTINEL_FINNHUB_TOKEN")
+    )
+    symbols: str = Field(
+        default="AAPL,MSFT,NVDA,AMZN,TSLA",
+        description="Tickers put in the `tickers` table when it is empty.",
+    )
+    simulate: bool = Field(default=True, description="`sentinel up` starts the simulator feed.")
+    sim_port: int = 8765
+    sim_seed: int = 42
+    sim_rate: float = Field(default=20.0, description="Simulated trades/s per symbol.")
+
+    # -- dataflow ----------------------------------------------------------------------
+    bar: str = Field(default="5s", description="Bar length: 1s to 1d (e.g. 5s, 1m, 1h, 1d).")
+    late_allowance_s: float = 1.0
+    max_future_s: float = 60.0
+    max_past_s: float = 86_400.0
+    metrics_window: int = 30
+    ewma_lambda: float = 0.94
+    session_hours: float = 6.5
+    trading_days: float = 252.0
+    risk_free_rate: float = 0.0
+    spike_ratio: float = 2.0
+    spike_rearm_ratio: float = 1.3
+    spike_baseline_bars: int = 120
+    spike_min_history: int = 30
+    jump_sigmas: float = 6.0
+    stale_after_s: float = 60.0
+    stale_calendar: str = "XNYS"
+    sink_batch_rows: int = 50_000
+    workers: int = 1
+    recovery_dir: Path | None = None
+    snapshot_interval_s: float = 10.0
+
     @field_validator("grafana_db_password")
     @classmethod
     def _no_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and v.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("is a placeholder; set a real secret")
         return v
+
+    @field_validator("finnhub_token")
+    @classmethod
+    def _real_token(cls, v: SecretStr | None) -> SecretStr | None:
+        return cls._no_placeholder(v)
+
+    @property
+    def symbol_list(self) -> list[str]:
+        return [s.strip().upper() for s in self.symbols.split(",") if s.strip()]
 
     @property
     def home_dir(self) -> Path:
@@ -48,3 +95,21 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_interval(text: str) -> int:
+    """'5s', '1m', '15m', '1h', '1d' or a number of seconds -> seconds."""
+    t = text.strip().lower()
+    try:
+        if t and t[-1] in _UNITS:
+            value = float(t[:-1]) * _UNITS[t[-1]]
+        else:
+            value = float(t)
+    except ValueError:
+        raise ValueError(f"not an interval: {text!r} (use e.g. 5s, 1m, 1h, 1d)") from None
+    if value != int(value) or value <= 0:
+        raise ValueError(f"interval must be a whole, positive number of seconds: {text!r}")
+    return int(value)

@@ -1,0 +1,549 @@
+"""TimescaleDB sinks: batched binary COPY through a staging table, idempotent inserts.
+
+Delivery guarantee: :class:`TimescaleSink` is at-least-once. ``write_batch`` returns only
+once every row it was given is committed (Bytewax snapshots after it returns), so a
+resumed dataflow may hand over rows that are already stored; the insert is
+``ON CONFLICT (primary key) DO NOTHING``, so those are skipped. Given the sources' stable
+``seq`` numbers (every table's primary key identifies a row by its content's origin),
+each row lands exactly once.
+
+How a chunk of rows is written, in one transaction:
+
+1. ``COPY pg_temp.<stage> FROM STDIN (FORMAT BINARY)``: the rows as they are, times as
+   ``int8`` microseconds since the Unix epoch (no datetime objects in the hot path);
+2. ``INSERT INTO <table> SELECT ... FROM <stage> ON CONFLICT (<key>) DO NOTHING``, turning
+   the microseconds into ``timestamptz`` exactly in SQL;
+3. the stage is a ``TEMP`` table ``ON COMMIT DELETE ROWS``: it empties itself at commit
+   (and a rollback discards the rows), so the next chunk starts clean.
+
+Outages (connection refused or lost, too many connections, server shutting down or
+starting up, ...) are retried forever by default, on the same rows, with exponential
+backoff and full jitter, blocking the dataflow meanwhile (back-pressure). Any other error
+(bad data, a violated CHECK) is raised as :class:`TimescaleSinkError` naming the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from itertools import chain
+from typing import Any, NamedTuple
+
+import psycopg
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from psycopg import sql
+from typing_extensions import override
+
+from dataflows.records import Alert, Bar, Metrics, Reject, Tick
+
+log = logging.getLogger(__name__)
+
+Row = Sequence[Any]
+"""One row: a record (named tuple) or a plain tuple, values in the spec's column order."""
+
+TIME = "timestamptz"
+"""A time column; its value in a row is ``int`` microseconds since the Unix epoch (UTC)."""
+
+_STAGE_TYPES = {TIME: "int8", "jsonb": "text"}
+# SQLSTATE classes of errors that a later attempt can outlive: connection exception,
+# transaction rollback (deadlock, serialization), insufficient resources (too many
+# connections, disk full), object in use / lock not available, operator intervention
+# (shutdown, starting up), system error. Others (e.g. 54, program limit exceeded: an
+# index row too large) are properties of the rows and fail again, so they are raised.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+class TimescaleSinkError(RuntimeError):
+    """Rows could not be written (bad data, or retries exhausted)."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How rows map to one table.
+
+    ``columns`` are the table's columns in row order; ``fields`` names the record field
+    feeding each column (``bars.time`` is ``Bar.start_us``); ``pg_types`` are the columns'
+    types as PostgreSQL spells them (``udt_name``). Columns of type ``timestamptz``
+    (:data:`TIME`) take ``int`` microseconds since the Unix epoch, or ``None``; ``jsonb``
+    takes a JSON-able value, or a ``str`` that is already JSON text. ``key`` is the
+    primary key, the conflict target of the idempotent insert.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    fields: tuple[str, ...]
+    pg_types: tuple[str, ...]
+    key: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.columns) == len(self.fields) == len(self.pg_types):
+            raise ValueError(f"{self.table}: columns, fields and pg_types differ in length")
+        if not set(self.key) <= set(self.columns):
+            raise ValueError(f"{self.table}: key {self.key} is not among the columns")
+
+    @property
+    def time_columns(self) -> tuple[str, ...]:
+        """The columns given as int microseconds since the epoch."""
+        return tuple(c for c, t in zip(self.columns, self.pg_types, strict=True) if t == TIME)
+
+
+def _spec(
+    table: str,
+    key: tuple[str, ...],
+    columns: Sequence[tuple[str, str, str]],
+    record: type[NamedTuple] | None = None,
+) -> TableSpec:
+    """A spec from ``(column, record field, pg type)`` triples, checked against ``record``.
+
+    The check fails at import if ``dataflows.records`` changes its fields, rather than
+    letting the sink write a value into the wrong column.
+    """
+    spec = TableSpec(
+        table=table,
+        columns=tuple(c for c, _, _ in columns),
+        fields=tuple(f for _, f, _ in columns),
+        pg_types=tuple(t for _, _, t in columns),
+        key=key,
+    )
+    if record is not None and spec.fields != record._fields:
+        raise TypeError(f"{table}: {record.__name__} fields {record._fields} != {spec.fields}")
+    return spec
+
+
+TICKS = _spec(
+    "ticks",
+    ("symbol", "time", "seq"),
+    [
+        ("time", "time_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("price", "price", "float8"),
+        ("size", "size", "float8"),
+        ("seq", "seq", "int8"),
+        ("conditions", "conditions", "text"),
+    ],
+    Tick,
+)
+TICKS_REJECTED = _spec(
+    "ticks_rejected",
+    ("source", "received_at", "seq"),
+    [
+        ("received_at", "received_us", TIME),
+        ("source", "source", "text"),
+        ("seq", "seq", "int8"),
+        ("symbol", "symbol", "text"),
+        ("reason", "reason", "text"),
+        ("detail", "detail", "text"),
+        ("payload", "payload", "text"),
+    ],
+    Reject,
+)
+BARS = _spec(
+    "bars",
+    ("symbol", "time"),
+    [
+        ("time", "start_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("open", "open", "float8"),
+        ("high", "high", "float8"),
+        ("low", "low", "float8"),
+        ("close", "close", "float8"),
+        ("volume", "volume", "float8"),
+        ("vwap", "vwap", "float8"),
+        ("trades", "trades", "int4"),
+        ("bar_seconds", "bar_seconds", "int4"),
+    ],
+    Bar,
+)
+BAR_METRICS = _spec(
+    "bar_metrics",
+    ("symbol", "time"),
+    [
+        ("time", "start_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("log_return", "log_return", "float8"),
+        ("realized_vol", "realized_vol", "float8"),
+        ("ewma_vol", "ewma_vol", "float8"),
+        ("realized_vol_ann", "realized_vol_ann", "float8"),
+        ("ewma_vol_ann", "ewma_vol_ann", "float8"),
+        ("sharpe", "sharpe", "float8"),
+        ("bars_seen", "bars_seen", "int8"),
+    ],
+    Metrics,
+)
+ALERTS = _spec(
+    "alerts",
+    ("symbol", "kind", "time"),
+    [
+        ("time", "time_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("kind", "kind", "text"),
+        ("severity", "severity", "text"),
+        ("value", "value", "float8"),
+        ("threshold", "threshold", "float8"),
+        ("message", "message", "text"),
+    ],
+    Alert,
+)
+# No record types yet: rows are plain tuples in the table's column order.
+FORECASTS = _spec(
+    "forecasts",
+    ("symbol", "model", "target", "horizon", "time"),
+    [
+        ("time", "time_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("model", "model", "text"),
+        ("target", "target", "text"),
+        ("horizon", "horizon", "int2"),
+        ("value", "value", "float8"),
+        ("lower", "lower", "float8"),
+        ("upper", "upper", "float8"),
+        ("made_at", "made_at_us", TIME),
+    ],
+)
+MODEL_SCORES = _spec(
+    "model_scores",
+    ("symbol", "model", "target", "metric", "time"),
+    [
+        ("time", "time_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("model", "model", "text"),
+        ("target", "target", "text"),
+        ("metric", "metric", "text"),
+        ("value", "value", "float8"),
+    ],
+)
+MODEL_CHECKPOINTS = _spec(
+    "model_checkpoints",
+    ("symbol", "model", "time"),
+    [
+        ("time", "time_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("model", "model", "text"),
+        ("version", "version", "int4"),
+        ("bars_seen", "bars_seen", "int8"),
+        ("state", "state", "bytea"),
+        ("metrics", "metrics", "jsonb"),
+    ],
+)
+
+SPECS: dict[str, TableSpec] = {
+    s.table: s
+    for s in (
+        TICKS,
+        TICKS_REJECTED,
+        BARS,
+        BAR_METRICS,
+        ALERTS,
+        FORECASTS,
+        MODEL_SCORES,
+        MODEL_CHECKPOINTS,
+    )
+}
+"""Every spec, by table name."""
+
+
+@dataclass(frozen=True)
+class SinkStats:
+    """Counters of one partition since it was built.
+
+    ``rows_written`` were inserted; ``rows_skipped`` were already there (duplicates,
+    from the insert's row count); ``retries`` counts failed attempts that were retried;
+    ``last_error`` is the latest error, retried or not.
+    """
+
+    table: str
+    worker_index: int = 0
+    rows_written: int = 0
+    rows_skipped: int = 0
+    retries: int = 0
+    last_error: str | None = None
+
+
+class _Statements(NamedTuple):
+    create_stage: sql.Composed
+    copy: sql.Composed
+    insert: sql.Composed
+    stage_types: list[str]
+    json_indexes: tuple[int, ...]
+
+
+@functools.cache
+def _statements(spec: TableSpec) -> _Statements:
+    stage = sql.Identifier(f"sentinel_stage_{spec.table}")
+    stage_types = [_STAGE_TYPES.get(t, t) for t in spec.pg_types]
+    cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+        for c, t in zip(spec.columns, stage_types, strict=True)
+    )
+    exprs = sql.SQL(", ").join(_select_expr(c, t) for c, t in zip(spec.columns, spec.pg_types))
+    return _Statements(
+        create_stage=sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
+        ).format(stage, definitions),
+        copy=sql.SQL("COPY pg_temp.{} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
+        insert=sql.SQL(
+            "INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT ({}) DO NOTHING"
+        ).format(
+            sql.Identifier(spec.table),
+            cols,
+            exprs,
+            stage,
+            sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+        ),
+        stage_types=stage_types,
+        json_indexes=tuple(i for i, t in enumerate(spec.pg_types) if t == "jsonb"),
+    )
+
+
+def _select_expr(column: str, pg_type: str) -> sql.Composable:
+    ident = sql.Identifier(column)
+    if pg_type == TIME:
+        # Exact to the microsecond: int8 * interval goes through float8, exact for
+        # |t| < 2**53 us (years 1685 to 2255).
+        return sql.SQL("'epoch'::timestamptz + {} * interval '1 microsecond'").format(ident)
+    if pg_type == "jsonb":
+        return sql.SQL("{}::jsonb").format(ident)
+    return ident
+
+
+def _with_json_text(rows: Sequence[Row], indexes: tuple[int, ...]) -> list[Row]:
+    """Rows with their JSON values as JSON text (a ``str`` is taken as JSON already)."""
+    out: list[Row] = []
+    for row in rows:
+        values = list(row)
+        for i in indexes:
+            if values[i] is not None and not isinstance(values[i], str):
+                values[i] = json.dumps(values[i], allow_nan=False)
+        out.append(values)
+    return out
+
+
+def _is_transient(exc: BaseException, conn: psycopg.Connection[Any] | None) -> bool:
+    if conn is not None and conn.broken:
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    # Client-side failures (refused, lost, timed out) carry no SQLSTATE.
+    return exc.sqlstate is None or exc.sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+
+
+class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
+    """One worker's writer, with its own connection (opened lazily, reopened on loss)."""
+
+    def __init__(self, sink: TimescaleSink, worker_index: int) -> None:
+        self._sink = sink
+        self._spec = sink.spec
+        self._sql = _statements(sink.spec)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._rng = random.Random()
+        self.stats = SinkStats(table=sink.spec.table, worker_index=worker_index)
+
+    @override
+    def write_batch(self, items: list[Sequence[Row]]) -> None:
+        """Write every row of every item, committed before this returns."""
+        rows = _flatten(items, self._spec.table)
+        if self._sql.json_indexes:
+            rows = _with_json_text(rows, self._sql.json_indexes)
+        step = self._sink.batch_rows
+        for start in range(0, len(rows), step):
+            self._write_chunk(rows[start : start + step])
+
+    @override
+    def close(self) -> None:
+        self._disconnect()
+
+    # -- one chunk, with retries ------------------------------------------------------
+
+    def _write_chunk(self, rows: Sequence[Row]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                inserted = self._copy_and_insert(rows)
+            except Exception as exc:
+                self._failed(exc, attempt, len(rows))
+                continue
+            self._record(
+                rows_written=self.stats.rows_written + inserted,
+                rows_skipped=self.stats.rows_skipped + len(rows) - inserted,
+            )
+            return
+
+    def _copy_and_insert(self, rows: Sequence[Row]) -> int:
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(self._sql.copy) as copy:
+                copy.set_types(self._sql.stage_types)
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+            cur.execute(self._sql.insert)
+            return cur.rowcount
+
+    def _failed(self, exc: Exception, attempt: int, n_rows: int) -> None:
+        """Back off after a transient error; raise after any other, or the last attempt."""
+        table = self._spec.table
+        error = f"{type(exc).__name__}: {exc}".strip()
+        transient = _is_transient(exc, self._conn)
+        max_attempts = self._sink.max_attempts
+        if not transient or (max_attempts is not None and attempt >= max_attempts):
+            self._record(last_error=error)
+            if transient:
+                self._disconnect()
+                raise TimescaleSinkError(
+                    f"could not write {n_rows} rows to table {table!r} after {attempt} "
+                    f"attempts: {error}"
+                ) from exc
+            raise TimescaleSinkError(
+                f"writing {n_rows} rows to table {table!r} failed: {error}"
+            ) from exc
+        self._disconnect()
+        delay = self._backoff(attempt)
+        log.warning(
+            "sink %r (worker %d): attempt %d to write %d rows failed: %s; retrying in %.2f s",
+            table,
+            self.stats.worker_index,
+            attempt,
+            n_rows,
+            error,
+            delay,
+        )
+        self._record(retries=self.stats.retries + 1, last_error=error)
+        self._sink.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, initial * 2 ** (attempt - 1))]."""
+        cap = min(self._sink.backoff_max_s, self._sink.backoff_initial_s * 2.0 ** min(attempt - 1, 60))
+        return self._rng.uniform(0.0, cap)
+
+    def _record(self, **changes: Any) -> None:
+        self.stats = replace(self.stats, **changes)
+        if self._sink.on_write is not None:
+            self._sink.on_write(self.stats)
+
+    # -- the connection ---------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(
+                self._sink.dsn,
+                autocommit=True,
+                connect_timeout=self._sink.connect_timeout_s,
+                application_name=f"sentinel-sink-{self._spec.table}",
+            )
+            try:
+                conn.execute(self._sql.create_stage)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+def _flatten(items: Sequence[Sequence[Row]], table: str) -> list[Row]:
+    for item in items:
+        # A bare record here would be flattened into its fields: refuse it clearly.
+        if item and not isinstance(item[0], (tuple, list)):
+            raise TypeError(
+                f"sink for table {table!r}: each item must be a list of rows, "
+                f"got {type(item).__name__} starting with {type(item[0]).__name__}"
+            )
+    return list(chain.from_iterable(items))
+
+
+class TimescaleSink(DynamicSink[Sequence[Row]]):
+    """Write lists of rows into one TimescaleDB table; at-least-once, idempotent.
+
+    Each item is a list of rows (records or tuples in ``spec``'s column order), so
+    upstream hands over whole chunks. Every worker opens its own connection. A batch is
+    committed in chunks of at most ``batch_rows`` rows, each in one transaction, before
+    ``write_batch`` returns: with Bytewax snapshotting after that, delivery is
+    at-least-once, and the ``ON CONFLICT DO NOTHING`` insert makes each row land exactly
+    once (given the sources' stable ``seq`` numbers).
+
+    On a transient error (:class:`psycopg.OperationalError` for a lost or refused
+    connection, too many connections, a server shutting down or starting up...) the same
+    rows are retried after ``sleep(delay)``, the delay drawn uniformly from
+    ``[0, min(backoff_max_s, backoff_initial_s * 2 ** (attempt - 1))]``, until they are
+    written or ``max_attempts`` attempts failed (``None``: retry forever, blocking the
+    dataflow meanwhile). Other errors raise :class:`TimescaleSinkError` at once, naming
+    the table; the failed chunk is rolled back whole. ``on_write(stats)`` receives the
+    partition's :class:`SinkStats` after every committed chunk and every failed attempt.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        spec: TableSpec,
+        *,
+        batch_rows: int = 50_000,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 30.0,
+        max_attempts: int | None = None,
+        on_write: Callable[[SinkStats], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        connect_timeout_s: int = 10,
+    ) -> None:
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+        if not 0 < backoff_initial_s <= backoff_max_s:
+            raise ValueError("backoff must satisfy 0 < backoff_initial_s <= backoff_max_s")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1 or None, got {max_attempts}")
+        self.dsn = dsn
+        self.spec = spec
+        self.batch_rows = batch_rows
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.max_attempts = max_attempts
+        self.on_write = on_write
+        self.sleep = sleep
+        self.connect_timeout_s = connect_timeout_s
+
+    @override
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> _TimescalePartition:
+        return _TimescalePartition(self, worker_index)
+
+
+def write_rows(
+    dsn: str,
+    spec: TableSpec,
+    rows: Sequence[Row],
+    *,
+    batch_rows: int = 50_000,
+    backoff_initial_s: float = 0.2,
+    backoff_max_s: float = 30.0,
+    max_attempts: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SinkStats:
+    """Write ``rows`` into ``spec.table`` as the sink does, without Bytewax; its counters."""
+    sink = TimescaleSink(
+        dsn,
+        spec,
+        batch_rows=batch_rows,
+        backoff_initial_s=backoff_initial_s,
+        backoff_max_s=backoff_max_s,
+        max_attempts=max_attempts,
+        sleep=sleep,
+    )
+    part = sink.build("write_rows", 0, 1)
+    try:
+        part.write_batch([rows])
+    finally:
+        part.close()
+    return part.stats

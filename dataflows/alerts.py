@@ -1,0 +1,158 @@
+"""Alerts from bar metrics (volatility spike, price jump) and from the feed (stale).
+
+Each check is a small picklable state machine. A volatility spike fires once when the
+current EWMA volatility reaches ``spike_ratio`` times its own rolling baseline, and is
+re-armed only when the ratio falls back below ``rearm_ratio`` (hysteresis): one spike,
+one alert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from river import stats, utils
+
+from dataflows.records import US, Alert, Metrics
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    spike_ratio: float = 2.0  # current vol / baseline vol that raises an alert
+    rearm_ratio: float = 1.3  # below this, the next spike may alert again
+    baseline_bars: int = 120  # rolling baseline length
+    min_history: int = 30  # bars of baseline needed before any volatility alert
+    jump_sigmas: float = 6.0  # a bar return beyond this many sigmas is a price jump
+    stale_after_s: float = 60.0  # an active symbol silent this long is stale
+    stale_calendar: str = "XNYS"  # exchange_calendars name, or "always" for 24/7 feeds
+
+    def __post_init__(self) -> None:
+        if not 1.0 < self.rearm_ratio < self.spike_ratio:
+            raise ValueError("need 1 < rearm_ratio < spike_ratio")
+
+
+@dataclass
+class VolatilityAlerts:
+    """Volatility spike and price jump checks for one symbol."""
+
+    config: AlertConfig = field(default_factory=AlertConfig)
+    in_spike: bool = False
+    prev_ewma: float | None = None
+    baseline: utils.Rolling = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.baseline = utils.Rolling(stats.Mean, window_size=self.config.baseline_bars)
+
+    def update(self, m: Metrics) -> list[Alert]:
+        cfg, out = self.config, []
+        history = len(self.baseline.window)
+        if m.log_return is not None and self.prev_ewma and history >= cfg.min_history:
+            sigmas = abs(m.log_return) / self.prev_ewma
+            if sigmas > cfg.jump_sigmas:
+                out.append(Alert(
+                    m.start_us, m.symbol, "price_jump", "warning", sigmas, cfg.jump_sigmas,
+                    f"{m.symbol} moved {m.log_return:+.4%} in one bar: "
+                    f"{sigmas:.1f} sigma (threshold {cfg.jump_sigmas:g})",
+                ))  # fmt: skip
+        if m.ewma_vol is not None:
+            if history >= cfg.min_history:
+                out.extend(self._spike(m, m.ewma_vol, self.baseline.get()))
+            self.baseline.update(m.ewma_vol)
+            self.prev_ewma = m.ewma_vol
+        return out
+
+    def _spike(self, m: Metrics, vol: float, base: float) -> list[Alert]:
+        cfg = self.config
+        if base <= 0:
+            return []
+        ratio = vol / base
+        if self.in_spike:
+            self.in_spike = ratio >= cfg.rearm_ratio
+            return []
+        if ratio < cfg.spike_ratio:
+            return []
+        self.in_spike = True
+        severity = "critical" if ratio >= 2 * cfg.spike_ratio else "warning"
+        return [Alert(
+            m.start_us, m.symbol, "volatility_spike", severity, vol, cfg.spike_ratio * base,
+            f"{m.symbol} volatility {vol:.3g} per bar is {ratio:.1f}x its baseline {base:.3g}",
+        )]  # fmt: skip
+
+
+MarketOpen = Callable[[str, int], bool]
+
+
+@lru_cache(maxsize=8)
+def _calendar(name: str):  # type: ignore[no-untyped-def]
+    import exchange_calendars as xcals
+
+    return xcals.get_calendar(name)
+
+
+def market_open_check(calendar: str) -> MarketOpen:
+    """Is ``symbol``'s market open at ``time_us``? Exchange-qualified symbols such as
+    ``BINANCE:BTCUSDT`` are crypto or FX feeds and trade around the clock."""
+    if calendar == "always":
+        return lambda symbol, time_us: True
+
+    def is_open(symbol: str, time_us: int) -> bool:
+        if ":" in symbol:
+            return True
+        import pandas as pd
+
+        cal = _calendar(calendar)
+        minute = pd.Timestamp(time_us // (60 * US) * 60, unit="s", tz="UTC")
+        if not cal.first_minute <= minute <= cal.last_minute:
+            return False
+        return bool(cal.is_open_on_minute(minute))
+
+    return is_open
+
+
+@dataclass
+class StaleFeed:
+    """For one live source: which subscribed symbols have gone silent while open."""
+
+    config: AlertConfig = field(default_factory=AlertConfig)
+    last_seen_us: dict[str, int] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+
+    def update(
+        self,
+        clock_us: int,
+        subscribed: tuple[str, ...] | None,
+        seen: dict[str, int],
+        market_open: MarketOpen,
+    ) -> list[Alert]:
+        """``seen`` maps symbols ticking in this batch to the clock when they did."""
+        for symbol in seen:
+            self.last_seen_us[symbol] = clock_us
+            self.stale.discard(symbol)
+        if subscribed is None:
+            return []
+        wanted = set(subscribed)
+        for symbol in list(self.last_seen_us):
+            if symbol not in wanted:
+                del self.last_seen_us[symbol]
+                self.stale.discard(symbol)
+        limit = int(self.config.stale_after_s * US)
+        out = []
+        for symbol in sorted(wanted):
+            # A symbol that never ticked is timed from when we first saw it subscribed.
+            last = self.last_seen_us.setdefault(symbol, clock_us)
+            silent = clock_us - last
+            if silent < limit or symbol in self.stale or not market_open(symbol, clock_us):
+                continue
+            self.stale.add(symbol)
+            secs = silent / US
+            out.append(Alert(
+                clock_us, symbol, "stale_feed", "warning", secs, self.config.stale_after_s,
+                f"no trade for {symbol} in {secs:.0f} s while its market is open",
+            ))  # fmt: skip
+        return out
+
+
+def finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

@@ -1,0 +1,156 @@
+"""The tick dataflow: feed -> parse -> ticks, bars, metrics, alerts -> TimescaleDB.
+
+This module only wires steps together; the arithmetic lives beside it in ``parse``,
+``bars``, ``metrics`` and ``alerts``. Run it with::
+
+    python -m bytewax.run "dataflows.ticks:build_flow()"
+
+which takes its source, sinks and settings from the environment (see README); tests
+and the CLI pass their own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from dataflows.alerts import (
+    AlertConfig,
+    MarketOpen,
+    StaleFeed,
+    VolatilityAlerts,
+    market_open_check,
+)
+from dataflows.bars import BarConfig, BarEvent, BarLogic, BarState, Clock, frozen_clock
+from dataflows.metrics import MetricsConfig, MetricsState
+from dataflows.parse import ParseConfig, Parsed, TickChunk, parse_batch
+from dataflows.records import Alert, Bar, Metrics, RawBatch, Reject
+
+
+def wall_clock() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    parse: ParseConfig = field(default_factory=ParseConfig)
+    bars: BarConfig = field(default_factory=BarConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    live: bool = True  # watermarks follow the wall clock; replays follow event time only
+
+    @property
+    def clock(self) -> Clock:
+        return wall_clock if self.live else frozen_clock
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Where each output goes. Every sink receives lists of rows."""
+
+    ticks: Sink[Any]
+    rejects: Sink[Any]
+    bars: Sink[Any]
+    metrics: Sink[Any]
+    alerts: Sink[Any]
+
+
+@dataclass
+class SymbolState:
+    """Everything kept per symbol after the bars: picklable, snapshotted by Bytewax."""
+
+    metrics: MetricsState
+    alerts: VolatilityAlerts
+
+
+class Analysis:
+    """Per-bar step: metrics, then alerts from them."""
+
+    def __init__(self, config: FlowConfig):
+        self.config = config
+
+    def __call__(
+        self, state: SymbolState | None, bar: Bar
+    ) -> tuple[SymbolState, tuple[Bar, Metrics, list[Alert]]]:
+        if state is None:
+            cfg = self.config
+            state = SymbolState(MetricsState(cfg.metrics), VolatilityAlerts(cfg.alerts))
+        metrics = state.metrics.update(bar)
+        return state, (bar, metrics, state.alerts.update(metrics))
+
+
+class StaleCheck:
+    def __init__(self, config: AlertConfig, market_open: MarketOpen):
+        self.config = config
+        self.market_open = market_open
+
+    def __call__(
+        self, state: StaleFeed | None, parsed: Parsed
+    ) -> tuple[StaleFeed, list[Alert]]:
+        state = state or StaleFeed(self.config)
+        seen = dict.fromkeys(parsed.by_symbol, parsed.clock_us)
+        return state, state.update(parsed.clock_us, parsed.subscribed, seen, self.market_open)
+
+
+def _bar_logic(config: BarConfig, clock: Clock, state: BarState | None) -> BarLogic:
+    return BarLogic(config, clock, state)
+
+
+def _late(event: BarEvent) -> list[Reject] | None:
+    return [event.late] if event.late is not None else None
+
+
+def _nonempty(rows: list[Any]) -> list[Any] | None:
+    return rows or None
+
+
+def build_flow(
+    source: Source[RawBatch] | None = None,
+    sinks: Sinks | None = None,
+    config: FlowConfig | None = None,
+) -> Dataflow:
+    """The whole tick pipeline. Without arguments, production wiring from settings."""
+    if source is None or sinks is None or config is None:
+        from sentinel.pipeline import default_wiring
+
+        d_source, d_sinks, d_config = default_wiring()
+        source, sinks, config = source or d_source, sinks or d_sinks, config or d_config
+    flow = Dataflow("sentinel_ticks")
+    raw = op.input("feed", flow, source)
+    parsed = op.map("parse", raw, partial(parse_batch, config=config.parse))
+
+    chunks: Stream[tuple[str, TickChunk]] = op.flat_map("by_symbol", parsed, Parsed.chunks)
+    op.output("ticks_out", op.map("tick_rows", chunks, lambda kv: kv[1].ticks), sinks.ticks)
+
+    events = op.stateful("bars", chunks, partial(_bar_logic, config.bars, config.clock))
+    bars = op.filter_map_value("closed_bars", events, lambda e: e.bar)
+    late = op.filter_map("late_ticks", events, lambda kv: _late(kv[1]))
+    parse_rejects = op.filter_map("parse_rejects", parsed, lambda p: _nonempty(p.rejects))
+    op.output("rejects_out", op.merge("all_rejects", parse_rejects, late), sinks.rejects)
+
+    analysed = op.stateful_map("analysis", bars, Analysis(config))
+    op.output("bars_out", op.map("bar_rows", analysed, lambda kv: [kv[1][0]]), sinks.bars)
+    op.output("metrics_out", op.map("metric_rows", analysed, lambda kv: [kv[1][1]]), sinks.metrics)
+    bar_alerts = op.filter_map("bar_alerts", analysed, lambda kv: _nonempty(kv[1][2]))
+
+    feeds = op.key_on("by_source", op.filter("live_batches", parsed, _is_live), _source_of)
+    stale_check = StaleCheck(config.alerts, market_open_check(config.alerts.stale_calendar))
+    stale = op.stateful_map("stale_feed", feeds, stale_check)
+    stale_alerts = op.filter_map("stale_alerts", stale, lambda kv: _nonempty(kv[1]))
+    op.output("alerts_out", op.merge("all_alerts", bar_alerts, stale_alerts), sinks.alerts)
+    return flow
+
+
+def _is_live(parsed: Parsed) -> bool:
+    return parsed.subscribed is not None
+
+
+def _source_of(parsed: Parsed) -> str:
+    return parsed.source
