@@ -12,7 +12,11 @@ How a chunk of rows is written, in one transaction:
 1. ``COPY pg_temp.<stage> FROM STDIN (FORMAT BINARY)``: the rows as they are, times as
    ``int8`` microseconds since the Unix epoch (no datetime objects in the hot path);
 2. ``INSERT INTO <table> SELECT ... FROM <stage> ON CONFLICT (<key>) DO NOTHING``, turning
-   the microseconds into ``timestamptz`` exactly in SQL;
+   the microseconds into ``timestamptz`` exactly in SQL. While chunks hold no duplicates
+   a plain ``INSERT`` (no speculative insertion, about 1.5x faster on a hypertable) is
+   tried first inside a savepoint; a unique violation rolls it back and the chunk goes
+   through ``ON CONFLICT DO NOTHING``, which then stays in use until a chunk skips
+   nothing. Either way a chunk's rows land once, atomically;
 3. the stage is a ``TEMP`` table ``ON COMMIT DELETE ROWS``: it empties itself at commit
    (and a rollback discards the rows), so the next chunk starts clean.
 
@@ -269,6 +273,7 @@ class _Statements(NamedTuple):
     create_stage: sql.Composed
     copy: sql.Composed
     insert: sql.Composed
+    insert_skipping: sql.Composed
     stage_types: list[str]
     json_indexes: tuple[int, ...]
 
@@ -282,20 +287,20 @@ def _statements(spec: TableSpec) -> _Statements:
         sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
         for c, t in zip(spec.columns, stage_types, strict=True)
     )
-    exprs = sql.SQL(", ").join(_select_expr(c, t) for c, t in zip(spec.columns, spec.pg_types))
+    exprs = sql.SQL(", ").join(
+        _select_expr(c, t) for c, t in zip(spec.columns, spec.pg_types, strict=True)
+    )
+    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM pg_temp.{}").format(
+        sql.Identifier(spec.table), cols, exprs, stage
+    )
     return _Statements(
         create_stage=sql.SQL(
             "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
         ).format(stage, definitions),
         copy=sql.SQL("COPY pg_temp.{} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
-        insert=sql.SQL(
-            "INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT ({}) DO NOTHING"
-        ).format(
-            sql.Identifier(spec.table),
-            cols,
-            exprs,
-            stage,
-            sql.SQL(", ").join(map(sql.Identifier, spec.key)),
+        insert=insert,
+        insert_skipping=sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
+            insert, sql.SQL(", ").join(map(sql.Identifier, spec.key))
         ),
         stage_types=stage_types,
         json_indexes=tuple(i for i, t in enumerate(spec.pg_types) if t == "jsonb"),
@@ -343,14 +348,21 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
         self._sql = _statements(sink.spec)
         self._conn: psycopg.Connection[Any] | None = None
         self._rng = random.Random()
+        self._optimistic = True
         self.stats = SinkStats(table=sink.spec.table, worker_index=worker_index)
 
     @override
     def write_batch(self, items: list[Sequence[Row]]) -> None:
         """Write every row of every item, committed before this returns."""
-        rows = _flatten(items, self._spec.table)
+        table = self._spec.table
+        rows = _flatten(items, table)
         if self._sql.json_indexes:
-            rows = _with_json_text(rows, self._sql.json_indexes)
+            try:
+                rows = _with_json_text(rows, self._sql.json_indexes)
+            except (TypeError, ValueError) as exc:
+                raise TimescaleSinkError(
+                    f"rows for table {table!r} hold a value that is not JSON: {exc}"
+                ) from exc
         step = self._sink.batch_rows
         for start in range(0, len(rows), step):
             self._write_chunk(rows[start : start + step])
@@ -384,27 +396,36 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)
-            cur.execute(self._sql.insert)
-            return cur.rowcount
+            if self._optimistic:
+                try:
+                    with conn.transaction():
+                        cur.execute(self._sql.insert)
+                    return cur.rowcount
+                except psycopg.errors.UniqueViolation:
+                    self._optimistic = False
+            cur.execute(self._sql.insert_skipping)
+            inserted = cur.rowcount
+        # Back to plain inserts once a chunk had nothing to skip.
+        self._optimistic = inserted == len(rows)
+        return inserted
 
     def _failed(self, exc: Exception, attempt: int, n_rows: int) -> None:
         """Back off after a transient error; raise after any other, or the last attempt."""
         table = self._spec.table
-        error = f"{type(exc).__name__}: {exc}".strip()
-        transient = _is_transient(exc, self._conn)
-        max_attempts = self._sink.max_attempts
-        if not transient or (max_attempts is not None and attempt >= max_attempts):
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, for logs
+        if not _is_transient(exc, self._conn):
             self._record(last_error=error)
-            if transient:
-                self._disconnect()
-                raise TimescaleSinkError(
-                    f"could not write {n_rows} rows to table {table!r} after {attempt} "
-                    f"attempts: {error}"
-                ) from exc
             raise TimescaleSinkError(
                 f"writing {n_rows} rows to table {table!r} failed: {error}"
             ) from exc
         self._disconnect()
+        max_attempts = self._sink.max_attempts
+        if max_attempts is not None and attempt >= max_attempts:
+            self._record(last_error=error)
+            raise TimescaleSinkError(
+                f"gave up writing {n_rows} rows to table {table!r} after {attempt} attempts: "
+                f"{error}"
+            ) from exc
         delay = self._backoff(attempt)
         log.warning(
             "sink %r (worker %d): attempt %d to write %d rows failed: %s; retrying in %.2f s",
@@ -420,7 +441,9 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2 ** (attempt - 1))]."""
-        cap = min(self._sink.backoff_max_s, self._sink.backoff_initial_s * 2.0 ** min(attempt - 1, 60))
+        cap = min(
+            self._sink.backoff_max_s, self._sink.backoff_initial_s * 2.0 ** min(attempt - 1, 60)
+        )
         return self._rng.uniform(0.0, cap)
 
     def _record(self, **changes: Any) -> None:
@@ -514,9 +537,7 @@ class TimescaleSink(DynamicSink[Sequence[Row]]):
         self.connect_timeout_s = connect_timeout_s
 
     @override
-    def build(
-        self, step_id: str, worker_index: int, worker_count: int
-    ) -> _TimescalePartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TimescalePartition:
         return _TimescalePartition(self, worker_index)
 
 

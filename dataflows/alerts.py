@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from river import stats, utils
 
@@ -40,7 +41,7 @@ class VolatilityAlerts:
     config: AlertConfig = field(default_factory=AlertConfig)
     in_spike: bool = False
     prev_ewma: float | None = None
-    baseline: utils.Rolling = field(init=False)
+    baseline: Any = field(init=False)  # a river Rolling mean
 
     def __post_init__(self) -> None:
         self.baseline = utils.Rolling(stats.Mean, window_size=self.config.baseline_bars)
@@ -85,7 +86,7 @@ MarketOpen = Callable[[str, int], bool]
 
 
 @lru_cache(maxsize=8)
-def _calendar(name: str):  # type: ignore[no-untyped-def]
+def _calendar(name: str) -> Any:
     import exchange_calendars as xcals
 
     return xcals.get_calendar(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from river import stats, utils
 
@@ -42,8 +43,9 @@ class MetricsState:
     config: MetricsConfig = field(default_factory=MetricsConfig)
     prev_close: float | None = None
     bars_seen: int = 0
-    returns_var: utils.Rolling = field(init=False)
-    returns_mean: utils.Rolling = field(init=False)
+    # river's Rolling proxies the wrapped statistic's methods, which mypy cannot see.
+    returns_var: Any = field(init=False)
+    returns_mean: Any = field(init=False)
     ewma_var: stats.EWMean = field(init=False)
 
     def __post_init__(self) -> None:

@@ -79,11 +79,16 @@ def parse_batch(batch: RawBatch, config: ParseConfig = ParseConfig()) -> Parsed:
     lo = batch.clock_us - int(config.max_past_s * US)
     hi = batch.clock_us + int(config.max_future_s * US)
     ctx = _Ctx(batch.source, batch.clock_us, lo, hi, by_symbol, rejects)
+    blocks = []
     for seq, payload in batch.messages:
         if isinstance(payload, RowBlock):
-            _parse_rows(ctx, payload)
+            blocks.append(payload)
         else:
             _parse_message(ctx, seq, payload)
+    if blocks:
+        # One vectorized pass over all of them: a symbol filter can split a file's rows
+        # into many small blocks.
+        _parse_rows(ctx, *_concat(blocks))
     return Parsed(batch.source, batch.clock_us, dict(by_symbol), rejects, batch.subscribed)
 
 
@@ -183,7 +188,26 @@ def _dump(obj: Any) -> str:
 # -- replay file rows (vectorized) ------------------------------------------------------
 
 
-def _parse_rows(ctx: _Ctx, block: RowBlock) -> None:
+def _concat(blocks: list[RowBlock]) -> tuple[RowBlock, list[int]]:
+    """All blocks as one (first_seq unused), with each row's own seq."""
+    if len(blocks) == 1:
+        b = blocks[0]
+        return b, list(range(b.first_seq, b.first_seq + len(b.time)))
+    seqs = [b.first_seq + i for b in blocks for i in range(len(b.time))]
+    sizes = (
+        None if any(b.size is None for b in blocks) else [v for b in blocks for v in b.size or []]
+    )
+    merged = RowBlock(
+        blocks[0].first_seq,
+        [v for b in blocks for v in b.time],
+        [v for b in blocks for v in b.symbol],
+        [v for b in blocks for v in b.price],
+        sizes,
+    )
+    return merged, seqs
+
+
+def _parse_rows(ctx: _Ctx, block: RowBlock, seqs: list[int]) -> None:
     from connectors.replay import to_epoch_us
 
     n = len(block.time)
@@ -198,13 +222,13 @@ def _parse_rows(ctx: _Ctx, block: RowBlock) -> None:
     symbols = block.symbol
     reasons = _row_reasons(ctx, block, times, time_ok, prices, sizes)
     for i in range(n):
-        seq = block.first_seq + i
+        seq = seqs[i]
         reason = reasons[i]
         if reason is not None:
             payload = _row_payload(block, i)
             ctx.reject(seq, symbols[i], reason[0], reason[1], payload)
             continue
-        sym = str(symbols[i])
+        sym = str(symbols[i]).strip().upper()
         ctx.by_symbol[sym].append(
             Tick(int(times[i]), sym, float(prices[i]), float(sizes[i]), seq, None)
         )

@@ -7,6 +7,7 @@ hot path. Sinks turn them into ``TIMESTAMPTZ``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 US = 1_000_000  # microseconds per second
@@ -26,7 +27,7 @@ class RawBatch(NamedTuple):
 
     source: str
     clock_us: int
-    messages: list[tuple[int, str | RowBlock]]
+    messages: Sequence[tuple[int, str | RowBlock]]
     subscribed: tuple[str, ...] | None = None
 
 

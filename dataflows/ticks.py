@@ -91,9 +91,7 @@ class StaleCheck:
         self.config = config
         self.market_open = market_open
 
-    def __call__(
-        self, state: StaleFeed | None, parsed: Parsed
-    ) -> tuple[StaleFeed, list[Alert]]:
+    def __call__(self, state: StaleFeed | None, parsed: Parsed) -> tuple[StaleFeed, list[Alert]]:
         state = state or StaleFeed(self.config)
         seen = dict.fromkeys(parsed.by_symbol, parsed.clock_us)
         return state, state.update(parsed.clock_us, parsed.subscribed, seen, self.market_open)

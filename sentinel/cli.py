@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import psycopg
 from rich.console import Console
 from rich.logging import RichHandler
 
-from sentinel.settings import Settings, get_settings
+from sentinel.settings import Settings, get_settings, parse_interval
 from timescale.embedded import EmbeddedDatabaseError, EmbeddedPostgres
 from timescale.migrate import migrate
 
@@ -91,12 +99,147 @@ def _db_status(settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from sentinel.pipeline import seed_tickers
+    from sentinel.stack import Stack, row_counts, wait_for_port
+
     dsn = database_url(settings, start=True)
     where = "external database (DATABASE_URL)" if settings.database_url else "embedded TimescaleDB"
     console.print(f"[bold]database[/]: {where}")
     run_migrations(settings, dsn)
-    out.print(f"database  {dsn}")
+    if seeded := seed_tickers(dsn, settings.symbol_list):
+        console.print(f"tickers: added {seeded} ({', '.join(settings.symbol_list)})")
+
+    stack = Stack(settings.home_dir / "logs", console)
+    env = {"DATABASE_URL": dsn, "SENTINEL_BAR": args.bar or settings.bar}
+    feed_url = settings.feed_url
+    try:
+        if settings.simulate and not settings.finnhub_token:
+            port = settings.sim_port
+            sim = stack.spawn("simulator", [sys.executable, "-m", "sentinel", "simulate",
+                                            "--port", str(port)], env)  # fmt: skip
+            wait_for_port("127.0.0.1", port, 30, sim)
+            feed_url = f"ws://127.0.0.1:{port}"
+        env["SENTINEL_FEED_URL"] = feed_url
+        flow_cmd = [sys.executable, "-m", "bytewax.run", "dataflows.ticks:build_flow()",
+                    "-w", str(args.workers or settings.workers)]  # fmt: skip
+        if settings.recovery_dir:
+            flow_cmd += _recovery_args(settings.recovery_dir, settings.snapshot_interval_s)
+        stack.spawn("dataflow", flow_cmd, env)
+        _print_up(dsn, feed_url, env["SENTINEL_BAR"], stack)
+        return _supervise(stack, dsn, args.duration, row_counts)
+    finally:
+        stack.stop_all()
+        console.print("stopped the feed and the dataflow; the database keeps running "
+                      "(`sentinel db stop` stops it)")  # fmt: skip
+
+
+def _recovery_args(directory: Path, snapshot_s: float) -> list[str]:
+    from bytewax.recovery import init_db_dir
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if not any(directory.glob("part-*.sqlite3")):
+        init_db_dir(directory, 1)
+    return ["-r", str(directory), "-s", str(int(max(1, snapshot_s)))]
+
+
+def _print_up(dsn: str, feed_url: str, bar: str, stack: Any) -> None:
+    out.print("[bold green]Stock Sentinel is up[/]")
+    out.print(f"  database  {dsn}")
+    out.print(f"  feed      {feed_url}")
+    out.print(f"  dataflow  {bar} bars")
+    out.print(f"  logs      {stack.log_dir}")
+    out.print("  stop      Ctrl-C")
+
+
+def _supervise(stack: Any, dsn: str, duration: float | None, counts: Any) -> int:
+    deadline = time.monotonic() + duration if duration else None
+    next_status = time.monotonic() + 5
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    while deadline is None or time.monotonic() < deadline:
+        if dead := stack.failed():
+            console.print(f"[red]{dead.name} exited with code {dead.proc.returncode}[/]")
+            console.print(stack.tail(dead))
+            return 1
+        if time.monotonic() >= next_status:
+            next_status += 5
+            with contextlib.suppress(psycopg.Error):
+                c = counts(dsn)
+                out.print("  rows: " + "  ".join(f"{k} {v:,}" for k, v in c.items()))
+        time.sleep(0.2)
     return 0
+
+
+# -- sentinel simulate --------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors import simulator_server
+
+    token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
+    simulator_server.run(
+        args.host, args.port, seed=args.seed if args.seed is not None else settings.sim_seed,
+        rate=args.rate or settings.sim_rate, token=token, bad_rate=args.bad_rate,
+    )  # fmt: skip
+    return 0
+
+
+# -- sentinel replay ----------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from bytewax.run import cli_main
+    from connectors.replay import ReplaySource
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from dataflows.parse import ParseConfig
+    from dataflows.ticks import build_flow
+    from sentinel.pipeline import flow_config, timescale_sinks
+
+    speed = None if args.speed == "max" else _positive(args.speed, "--speed")
+    bar_seconds = parse_interval(args.bar)
+    dsn = database_url(settings, start=True)
+    run_migrations(settings, dsn)
+    config = flow_config(settings, live=False, bar_seconds=bar_seconds)
+    # A file's own clock is its batches' median time; history may span decades.
+    ten_years = 10 * 365.25 * 86_400
+    config = replace(config, parse=ParseConfig(max_future_s=ten_years, max_past_s=ten_years))
+    progress = Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        "rows", TimeRemainingColumn(), console=console,
+    )  # fmt: skip
+    task = progress.add_task(f"replay {args.file.name}", total=None)
+
+    def on_progress(done: int, total: int | None) -> None:
+        progress.update(task, completed=done, total=total)
+
+    source = ReplaySource(
+        args.file, speed=speed, symbols=[s.upper() for s in args.symbol] or None,
+        on_progress=on_progress,
+    )  # fmt: skip
+    flow = build_flow(source, timescale_sinks(dsn, settings.sink_batch_rows), config)
+    recovery = None
+    if args.recovery_dir:
+        from bytewax.recovery import RecoveryConfig
+
+        _recovery_args(args.recovery_dir, args.snapshot_interval)
+        recovery = RecoveryConfig(args.recovery_dir)
+    with progress:
+        cli_main(
+            flow, workers_per_process=args.workers,
+            epoch_interval=timedelta(seconds=args.snapshot_interval), recovery_config=recovery,
+        )  # fmt: skip
+    console.print(f"replay of {args.file} done ({bar_seconds} s bars)")
+    return 0
+
+
+def _positive(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise CommandError(f"{name} takes 'max' or a positive number, not {text!r}") from None
+    if value <= 0:
+        raise CommandError(f"{name} must be positive")
+    return value
 
 
 # -- wiring -------------------------------------------------------------------------------
@@ -108,7 +251,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run the whole stack on this machine")
+    up.add_argument("--bar", help="bar length (default SENTINEL_BAR, 5s)")
+    up.add_argument("-w", "--workers", type=int, help="Bytewax workers")
+    up.add_argument("--duration", type=float, help="stop after this many seconds")
     up.set_defaults(func=cmd_up)
+
+    sim = sub.add_parser("simulate", help="a Finnhub-protocol websocket feed of simulated trades")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--seed", type=int)
+    sim.add_argument("--rate", type=float, help="trades/s per symbol")
+    sim.add_argument("--bad-rate", type=float, default=0.0, help="share of malformed trades")
+    sim.set_defaults(func=cmd_simulate)
+
+    rep = sub.add_parser("replay", help="run the dataflow over a CSV or Parquet file")
+    rep.add_argument("file", type=Path, help="columns time,symbol,price[,size]")
+    rep.add_argument("--bar", required=True, help="bar length: 1s to 1d (e.g. 1m, 1d)")
+    rep.add_argument("--speed", default="max", help="'max' (default) or X times real time")
+    rep.add_argument("--symbol", action="append", default=[], help="only this symbol (repeat)")
+    rep.add_argument("-w", "--workers", type=int, default=1)
+    rep.add_argument("--recovery-dir", type=Path, help="Bytewax recovery: resume after a crash")
+    rep.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds")
+    rep.set_defaults(func=cmd_replay)
 
     db = sub.add_parser("db", help="the embedded TimescaleDB")
     db.add_argument("action", choices=["start", "stop", "status", "url", "migrate"])
@@ -126,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
         return func(args, settings)
-    except (CommandError, EmbeddedDatabaseError) as exc:
+    except (CommandError, EmbeddedDatabaseError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
     except KeyboardInterrupt:

@@ -104,10 +104,7 @@ def parse_interval(text: str) -> int:
     """'5s', '1m', '15m', '1h', '1d' or a number of seconds -> seconds."""
     t = text.strip().lower()
     try:
-        if t and t[-1] in _UNITS:
-            value = float(t[:-1]) * _UNITS[t[-1]]
-        else:
-            value = float(t)
+        value = float(t[:-1]) * _UNITS[t[-1]] if t and t[-1] in _UNITS else float(t)
     except ValueError:
         raise ValueError(f"not an interval: {text!r} (use e.g. 5s, 1m, 1h, 1d)") from None
     if value != int(value) or value <= 0:

@@ -11,7 +11,10 @@ START_US = 1_700_000_000 * US
 
 
 def random_ticks(
-    symbols: tuple[str, ...] = ("AAPL", "MSFT"), n: int = 5000, seconds: float = 3600.0, seed: int = 7
+    symbols: tuple[str, ...] = ("AAPL", "MSFT"),
+    n: int = 5000,
+    seconds: float = 3600.0,
+    seed: int = 7,
 ) -> list[Tick]:
     """Ticks in time order with random times, log-normal prices and integer sizes."""
     rng = np.random.default_rng(seed)

@@ -56,7 +56,13 @@ def test_out_of_order_within_allowance_is_kept_and_beyond_is_late() -> None:
     assert [r.seq for r in late] == [3]
     assert late[0].reason == "late"
     first = bars[0]
-    assert (first.open, first.high, first.low, first.close, first.trades) == (10.0, 11.0, 9.0, 11.0, 3)
+    assert (first.open, first.high, first.low, first.close, first.trades) == (
+        10.0,
+        11.0,
+        9.0,
+        11.0,
+        3,
+    )
     assert first.start_us == t0 - t0 % (60 * US)
 
 

@@ -84,7 +84,7 @@ def test_metrics_follow_the_bars_in_order() -> None:
     metrics: list[Metrics] = sorted(out["metrics"], key=lambda m: (m.symbol, m.start_us))
     for sym in {b.symbol for b in bars}:
         closes = np.array([b.close for b in bars if b.symbol == sym])
-        rets = [m.log_return for m in metrics if m.symbol == sym]
+        rets: list[Any] = [m.log_return for m in metrics if m.symbol == sym]
         assert rets[0] is None
         np.testing.assert_allclose(rets[1:], np.log(closes[1:] / closes[:-1]), rtol=1e-9)
         assert [m.start_us for m in metrics if m.symbol == sym] == [

@@ -29,7 +29,11 @@ def reference(closes: np.ndarray, cfg: MetricsConfig, bar_seconds: int) -> dict[
         if len(w) >= 2:
             realized[i] = np.std(w, ddof=1)
             sharpe[i] = (w.mean() - cfg.risk_free_rate / per_year) / realized[i] * np.sqrt(per_year)
-        ewma[i] = r[0] ** 2 if i == 0 else cfg.ewma_lambda * ewma[i - 1] + (1 - cfg.ewma_lambda) * r[i] ** 2
+        ewma[i] = (
+            r[0] ** 2
+            if i == 0
+            else cfg.ewma_lambda * ewma[i - 1] + (1 - cfg.ewma_lambda) * r[i] ** 2
+        )
     return {"r": r, "realized": realized, "ewma": np.sqrt(ewma), "sharpe": sharpe,
             "ann": np.full(n, np.sqrt(per_year))}  # fmt: skip
 

@@ -1,0 +1,106 @@
+"""Production wiring: settings -> the dataflow's configuration, source and sinks.
+
+Connectors take plain arguments; this is the one place that reads :class:`Settings`
+to build them, for ``python -m bytewax.run "dataflows.ticks:build_flow()"`` and for the
+CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+
+from connectors.timescale import (
+    ALERTS,
+    BAR_METRICS,
+    BARS,
+    TICKS,
+    TICKS_REJECTED,
+    TableSpec,
+    TimescaleSink,
+)
+from dataflows.alerts import AlertConfig
+from dataflows.bars import BarConfig
+from dataflows.metrics import MetricsConfig
+from dataflows.parse import ParseConfig
+from dataflows.ticks import FlowConfig, Sinks
+from sentinel.settings import Settings, get_settings, parse_interval
+
+log = logging.getLogger(__name__)
+
+
+def flow_config(
+    settings: Settings, *, live: bool = True, bar_seconds: int | None = None
+) -> FlowConfig:
+    s = settings
+    return FlowConfig(
+        parse=ParseConfig(max_future_s=s.max_future_s, max_past_s=s.max_past_s),
+        bars=BarConfig(bar_seconds or parse_interval(s.bar), s.late_allowance_s),
+        metrics=MetricsConfig(
+            window=s.metrics_window,
+            ewma_lambda=s.ewma_lambda,
+            session_seconds=s.session_hours * 3600,
+            trading_days=s.trading_days,
+            risk_free_rate=s.risk_free_rate,
+        ),
+        alerts=AlertConfig(
+            spike_ratio=s.spike_ratio,
+            rearm_ratio=s.spike_rearm_ratio,
+            baseline_bars=s.spike_baseline_bars,
+            min_history=s.spike_min_history,
+            jump_sigmas=s.jump_sigmas,
+            stale_after_s=s.stale_after_s,
+            stale_calendar=s.stale_calendar,
+        ),
+        live=live,
+    )
+
+
+def timescale_sinks(dsn: str, batch_rows: int = 50_000) -> Sinks:
+    def sink(spec: TableSpec) -> TimescaleSink:
+        return TimescaleSink(dsn, spec, batch_rows=batch_rows)
+
+    return Sinks(
+        ticks=sink(TICKS),
+        rejects=sink(TICKS_REJECTED),
+        bars=sink(BARS),
+        metrics=sink(BAR_METRICS),
+        alerts=sink(ALERTS),
+    )
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from timescale.embedded import EmbeddedPostgres
+
+    return EmbeddedPostgres(settings.home_dir, settings.pg_bin, settings.db_os_user).dsn()
+
+
+def default_wiring() -> tuple[Any, Sinks, FlowConfig]:
+    """The live pipeline: the Finnhub-protocol feed, following the `tickers` table."""
+    from connectors.finnhub import FinnhubSource
+
+    settings = get_settings()
+    dsn = database_url(settings)
+    token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
+    source = FinnhubSource(
+        url=settings.feed_url, token=token, symbols=settings.symbol_list, tickers_dsn=dsn
+    )
+    return source, timescale_sinks(dsn, settings.sink_batch_rows), flow_config(settings)
+
+
+def seed_tickers(dsn: str, symbols: list[str]) -> int:
+    """Put ``symbols`` in an empty `tickers` table; returns how many were added."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM tickers").fetchone()
+        if row and row[0]:
+            return 0
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO tickers (symbol) VALUES (%s) ON CONFLICT DO NOTHING",
+                [(s,) for s in symbols],
+            )
+        return len(symbols)

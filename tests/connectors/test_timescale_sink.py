@@ -1,0 +1,339 @@
+"""The TimescaleDB sinks, on the real embedded TimescaleDB."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bytewax.operators as op
+import psycopg
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, cluster_main, run_main
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from connectors.timescale import (
+    ALERTS,
+    BAR_METRICS,
+    BARS,
+    FORECASTS,
+    MODEL_CHECKPOINTS,
+    MODEL_SCORES,
+    SPECS,
+    TICKS,
+    TICKS_REJECTED,
+    SinkStats,
+    TableSpec,
+    TimescaleSink,
+    TimescaleSinkError,
+    write_rows,
+)
+from dataflows.records import Alert, Bar, Metrics, Reject, Tick
+from tests.conftest import ROOT
+from timescale.embedded import EmbeddedDatabaseError, EmbeddedPostgres, find_pg_bin, free_port
+from timescale.migrate import migrate
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+T_1899 = -2_208_988_800_000_001  # 1899-12-31 23:59:59.999999 UTC
+T_BEFORE_EPOCH = -1  # 1969-12-31 23:59:59.999999 UTC
+T_2023 = 1_700_000_000_999_999  # 2023-11-14 22:13:20.999999 UTC
+T_2100 = 4_102_444_800_000_000  # 2100-01-01 00:00:00 UTC
+TEXT = "quotes \" ' , newline\n, tab\t, backslashes \\ \\N \\., unicode é ☃ 📈 ✓"
+
+SAMPLES: dict[str, list[tuple[Any, ...]]] = {
+    "ticks": [
+        Tick(T_BEFORE_EPOCH, "AAPL", 0.1 + 0.2, 100.0, 1, None),
+        Tick(T_2023, "BRK.B", 612_345.125, 0.0, 2, "@,T,I"),
+        Tick(T_1899, "ÜNI☃", 1e-300, 1e300, -5, TEXT),
+    ],
+    "ticks_rejected": [
+        Reject(T_BEFORE_EPOCH, "finnhub", 7, None, "bad_json", "Expecting value", TEXT),
+        Reject(T_2023, "replay:day.csv", 8, "AAPL", "bad_price", "price 'x'", '{"p": "x"}'),
+        Reject(T_2100, "replay:day.csv", 9, "AAPL", "stale", None, ""),  # type: ignore[arg-type]
+    ],
+    "bars": [
+        Bar(T_BEFORE_EPOCH, "AAPL", 1.0, 2.0, 0.5, 1.5, 1000.0, None, 3, 60),
+        Bar(T_2023, "AAPL", 187.25, 188.0, 186.5, 187.75, 1.5e6, 187.312_345_6, 2**31 - 1, 86_400),
+    ],
+    "bar_metrics": [
+        Metrics(T_BEFORE_EPOCH, "AAPL", None, None, None, None, None, None, 1),
+        Metrics(T_2023, "AAPL", -0.012_3, 0.01, 0.011, 0.2, 0.21, -1.7, 2**40),
+    ],
+    "alerts": [
+        Alert(T_BEFORE_EPOCH, "AAPL", "vol_spike", "warning", 0.05, 0.03, TEXT),
+        Alert(T_2023, "AAPL", "stale_feed", "critical", None, None, "no ticks for 60 s"),
+    ],
+    "forecasts": [
+        (T_2023, "AAPL", "ewma", "volatility", 1, 0.012, None, None, T_BEFORE_EPOCH),
+        (T_2100, "AAPL", "linreg", "return", 32_767, -0.001, -0.02, 0.018, T_1899),
+    ],
+    "model_scores": [
+        (T_BEFORE_EPOCH, "AAPL", "ewma", "volatility", "qlike", None),
+        (T_2023, "AAPL", "ewma", "volatility", "mae", 0.5),
+    ],
+    "model_checkpoints": [
+        (T_BEFORE_EPOCH, "AAPL", "ewma", 1, 0, b"\x00\xff\x80state", {"qlike": -7.25, "t": TEXT}),
+        (T_2023, "AAPL", "ewma", 2, 12_345, b"", '{"n": [1, 2.5, null]}'),
+    ],
+}
+
+
+def make_ticks(n: int, first_seq: int = 0) -> list[Tick]:
+    return [
+        Tick(T_2023 + seq * 1_000, f"S{seq % 7}", 100.0 + seq / 64, float(seq % 5), seq, None)
+        for seq in range(first_seq, first_seq + n)
+    ]
+
+
+def read_back(dsn: str, spec: TableSpec) -> list[tuple[Any, ...]]:
+    """The table's rows as the sink was given them: times as exact int microseconds."""
+    exprs = [
+        sql.SQL("(extract(epoch FROM {}) * 1000000)::int8").format(sql.Identifier(c))
+        if c in spec.time_columns
+        else sql.Identifier(c)
+        for c in spec.columns
+    ]
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(exprs), sql.Identifier(spec.table)
+    )
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(query).fetchall()
+    return by_key(spec, rows)
+
+
+def by_key(spec: TableSpec, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    index = [spec.columns.index(k) for k in spec.key]
+    return sorted((tuple(r) for r in rows), key=lambda r: [repr(r[i]) for i in index])
+
+
+def as_stored(spec: TableSpec, row: Sequence[Any]) -> tuple[Any, ...]:
+    """What reading ``row`` back gives: JSON text parsed, everything else unchanged."""
+    return tuple(
+        json.loads(v) if t == "jsonb" and isinstance(v, str) else v
+        for v, t in zip(row, spec.pg_types, strict=True)
+    )
+
+
+# -- specs ------------------------------------------------------------------------------
+
+
+def test_specs_match_the_migrated_tables(db: str) -> None:
+    assert set(SPECS) == set(SAMPLES)
+    with psycopg.connect(db) as conn:
+        for spec in SPECS.values():
+            columns = conn.execute(
+                """SELECT column_name, udt_name FROM information_schema.columns
+                   WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position""",
+                [spec.table],
+            ).fetchall()
+            key = conn.execute(
+                """SELECT a.attname FROM pg_index i
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                   WHERE i.indrelid = %s::regclass AND i.indisprimary
+                   ORDER BY array_position(i.indkey::int2[], a.attnum)""",
+                [spec.table],
+            ).fetchall()
+            assert columns == list(zip(spec.columns, spec.pg_types, strict=True)), spec.table
+            assert tuple(k for (k,) in key) == spec.key, spec.table
+
+
+def test_record_fields_map_to_columns_explicitly() -> None:
+    assert TICKS.fields == Tick._fields
+    assert TICKS_REJECTED.fields == Reject._fields
+    assert BARS.fields == Bar._fields
+    assert BAR_METRICS.fields == Metrics._fields
+    assert ALERTS.fields == Alert._fields
+    assert dict(zip(BARS.columns, BARS.fields, strict=True))["time"] == "start_us"
+    assert dict(zip(TICKS_REJECTED.columns, TICKS_REJECTED.fields, strict=True)) == {
+        "received_at": "received_us", "source": "source", "seq": "seq", "symbol": "symbol",
+        "reason": "reason", "detail": "detail", "payload": "payload",
+    }  # fmt: skip
+    assert FORECASTS.time_columns == ("time", "made_at")
+    assert MODEL_SCORES.time_columns == MODEL_CHECKPOINTS.time_columns == ("time",)
+    with pytest.raises(ValueError, match="key"):
+        TableSpec("t", ("a",), ("a",), ("int8",), key=("b",))
+    with pytest.raises(ValueError, match="length"):
+        TableSpec("t", ("a", "b"), ("a",), ("int8",), key=("a",))
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table", sorted(SAMPLES))
+def test_each_spec_round_trips_exact_values(db: str, table: str) -> None:
+    spec, rows = SPECS[table], SAMPLES[table]
+    stats = write_rows(db, spec, rows)
+    assert (stats.rows_written, stats.rows_skipped, stats.retries) == (len(rows), 0, 0)
+    assert read_back(db, spec) == by_key(spec, [as_stored(spec, r) for r in rows])
+
+
+def test_times_are_exact_to_the_microsecond_whatever_the_session_time_zone(db: str) -> None:
+    times = [T_1899, -86_400_000_000 - 999_999, T_BEFORE_EPOCH, 0, 1, 999_999, T_2023, T_2100]
+    rows = [Tick(t, "AAPL", 1.0, 1.0, seq, None) for seq, t in enumerate(times)]
+    new_york = make_conninfo(db, options="-c TimeZone=America/New_York")
+    write_rows(new_york, TICKS, rows)
+    with psycopg.connect(db) as conn:
+        got = conn.execute(
+            """SELECT time, to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
+               FROM ticks ORDER BY seq"""
+        ).fetchall()
+    assert [dt for dt, _ in got] == [EPOCH + timedelta(microseconds=t) for t in times]
+    assert [text for _, text in got] == [
+        "1899-12-31 23:59:59.999999",
+        "1969-12-30 23:59:59.000001",
+        "1969-12-31 23:59:59.999999",
+        "1970-01-01 00:00:00.000000",
+        "1970-01-01 00:00:00.000001",
+        "1970-01-01 00:00:00.999999",
+        "2023-11-14 22:13:20.999999",
+        "2100-01-01 00:00:00.000000",
+    ]
+
+
+def test_writing_twice_or_overlapping_leaves_one_copy_of_each_row(db: str) -> None:
+    first, second, third = make_ticks(100), make_ticks(50, first_seq=100), make_ticks(20, 150)
+    assert write_rows(db, TICKS, first) == SinkStats("ticks", rows_written=100)
+    assert write_rows(db, TICKS, first) == SinkStats("ticks", rows_skipped=100)
+    overlap = write_rows(db, TICKS, first[50:] + second)
+    assert (overlap.rows_written, overlap.rows_skipped) == (50, 50)
+    # Duplicates within one batch, spread over several chunks (and transactions).
+    mixed = write_rows(db, TICKS, third + third + first[:10], batch_rows=7)
+    assert (mixed.rows_written, mixed.rows_skipped) == (20, 30)
+    assert read_back(db, TICKS) == by_key(TICKS, first + second + third)
+
+
+def test_the_sink_in_a_dataflow_writes_every_row(db: str) -> None:
+    rows = make_ticks(100)
+    seen: list[SinkStats] = []
+    flow = Dataflow("timescale_sink_test")
+    chunks = op.input("inp", flow, TestingSource([rows[:40], [], rows[40:41], rows[41:]]))
+    op.output("ticks_out", chunks, TimescaleSink(db, TICKS, on_write=seen.append))
+    run_main(flow)
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+    assert seen[-1] == SinkStats("ticks", rows_written=100)
+
+
+def test_each_worker_writes_through_its_own_partition(db: str) -> None:
+    rows = make_ticks(200)
+    seen: list[SinkStats] = []
+    flow = Dataflow("timescale_sink_workers")
+    chunks = op.input("inp", flow, TestingSource([rows[i : i + 10] for i in range(0, 200, 10)]))
+    spread = op.redistribute("spread", chunks)
+    op.output("ticks_out", spread, TimescaleSink(db, TICKS, on_write=seen.append))
+    cluster_main(flow, [], 0, worker_count_per_proc=2)
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+    last = {s.worker_index: s.rows_written for s in seen}
+    assert sum(last.values()) == 200
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+def test_bad_rows_raise_an_error_naming_the_table_and_roll_back_their_chunk(db: str) -> None:
+    part = TimescaleSink(db, FORECASTS).build("forecasts_out", 0, 1)
+    good = (T_2023, "AAPL", "ewma", "volatility", 1, 0.01, None, None, T_2023)
+    bad = (T_2023, "AAPL", "ewma", "price", 1, 0.01, None, None, T_2023)
+    with pytest.raises(TimescaleSinkError, match="table 'forecasts'") as caught:
+        part.write_batch([[good, bad]])
+    assert isinstance(caught.value.__cause__, psycopg.errors.CheckViolation)
+    assert read_back(db, FORECASTS) == []
+    with pytest.raises(TimescaleSinkError, match=r"table 'forecasts'.*expected 9 values"):
+        part.write_batch([[good], [good[:8]]])
+    assert part.stats.retries == 0
+    assert part.stats.last_error is not None
+    assert "expected 9 values" in part.stats.last_error
+    # The connection is still good for the next batch.
+    part.write_batch([[good]])
+    part.close()
+    assert read_back(db, FORECASTS) == [good]
+
+
+def test_an_item_must_be_a_list_of_rows() -> None:
+    part = TimescaleSink("postgresql://127.0.0.1:1/none", TICKS).build("ticks_out", 0, 1)
+    with pytest.raises(TypeError, match=r"'ticks'.*list of rows"):
+        part.write_batch(make_ticks(2))  # type: ignore[arg-type]
+
+
+def test_retries_back_off_with_jitter_and_give_up_after_max_attempts() -> None:
+    delays: list[float] = []
+    seen: list[SinkStats] = []
+    nobody_listens = f"postgresql://sentinel@127.0.0.1:{free_port()}/sentinel"
+    sink = TimescaleSink(
+        nobody_listens, TICKS, backoff_initial_s=0.5, backoff_max_s=1.5, max_attempts=5,
+        on_write=seen.append, sleep=delays.append,
+    )  # fmt: skip
+    with pytest.raises(TimescaleSinkError, match="gave up writing 3 rows to table 'ticks' after 5"):
+        sink.build("ticks_out", 0, 1).write_batch([make_ticks(3)])
+    assert len(delays) == 4
+    assert all(0.0 <= d <= cap for d, cap in zip(delays, [0.5, 1.0, 1.5, 1.5], strict=True))
+    assert [s.retries for s in seen] == [1, 2, 3, 4, 4]
+    assert seen[-1].last_error is not None
+    assert seen[-1].rows_written == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_an_outage_blocks_the_write_until_the_server_is_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    try:
+        find_pg_bin()
+    except EmbeddedDatabaseError:
+        pytest.skip("no local PostgreSQL server binaries")
+    home = ROOT / ".sentinel" / f"sink-outage-{uuid.uuid4().hex[:12]}"
+    server = EmbeddedPostgres(home)
+    retrying, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def on_write(stats: SinkStats) -> None:
+        if stats.retries >= 3:
+            retrying.set()
+
+    try:
+        server.start()
+        dsn = server.dsn()
+        port = server.status().port
+        migrate(dsn, echo=lambda _: None)
+        sink = TimescaleSink(
+            dsn, TICKS, backoff_initial_s=0.05, backoff_max_s=0.2, on_write=on_write
+        )
+        part = sink.build("ticks_out", 0, 1)
+        rows = make_ticks(2_000)
+        part.write_batch([rows[:1_000]])
+        server.stop()
+
+        def write() -> None:
+            try:
+                part.write_batch([rows[500:1_200], rows[1_200:]])
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        with caplog.at_level(logging.WARNING, logger="connectors.timescale"):
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+            assert retrying.wait(30), "the sink did not retry while the server was down"
+            assert not done.is_set(), "the write returned while the server was down"
+            server.start()
+            assert server.status().port == port
+            assert done.wait(60), "the write did not finish after the server came back"
+        writer.join(5)
+        assert errors == []
+        assert read_back(dsn, TICKS) == by_key(TICKS, rows)
+        assert (part.stats.rows_written, part.stats.rows_skipped) == (2_000, 500)
+        assert part.stats.retries >= 3
+        assert part.stats.last_error is not None
+        assert any("'ticks'" in r.getMessage() and "attempt" in r.getMessage()
+                   for r in caplog.records)  # fmt: skip
+        part.close()
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)

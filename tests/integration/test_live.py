@@ -1,0 +1,61 @@
+"""The live path for real: `sentinel simulate` on localhost, the dataflow in its own
+process following the `tickers` table, and a feed that dies and comes back."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.integration.procs import running, start, stop, wait_until
+from timescale.embedded import free_port
+
+
+def scalar(db: str, query: str, *params: object) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute(query, params).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+@pytest.mark.slow
+def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path: Path) -> None:
+    port = free_port()
+    sim_args = ["-m", "sentinel", "simulate", "--port", str(port), "--rate", "40"]
+    env = {
+        "DATABASE_URL": db,
+        "SENTINEL_FEED_URL": f"ws://127.0.0.1:{port}",
+        "SENTINEL_BAR": "1s",
+        "SENTINEL_LATE_ALLOWANCE_S": "0.5",
+        "SENTINEL_SYMBOLS": "AAPL",
+    }
+    with psycopg.connect(db) as conn:
+        conn.execute("INSERT INTO tickers (symbol) VALUES ('AAPL')")
+    sim_log, flow_log = tmp_path / "sim.log", tmp_path / "flow.log"
+    sim = start(sim_args, env, sim_log)
+    try:
+        with running(["-m", "bytewax.run", "dataflows.ticks:build_flow()"], env, flow_log):
+            bars = "SELECT count(*) FROM bars WHERE symbol = %s"
+            wait_until(lambda: scalar(db, bars, "AAPL") >= 2, 60, "AAPL bars", flow_log)
+            assert scalar(db, bars, "MSFT") == 0
+
+            with psycopg.connect(db) as conn:
+                conn.execute("INSERT INTO tickers (symbol) VALUES ('MSFT')")
+            wait_until(lambda: scalar(db, bars, "MSFT") >= 2, 30, "MSFT bars", flow_log)
+            assert scalar(db, "SELECT count(*) FROM bar_metrics WHERE symbol = 'MSFT'") >= 1
+
+            stop(sim, signal.SIGKILL)
+            time.sleep(2)
+            restarted_us = time.time_ns() // 1000
+            sim = start(sim_args, env, sim_log)
+            after = "SELECT count(*) FROM ticks WHERE symbol = %s AND time > to_timestamp(%s)"
+            for sym in ("AAPL", "MSFT"):
+                wait_until(lambda s=sym: scalar(db, after, s, restarted_us / 1e6) > 10, 60,
+                           f"{sym} ticks after the feed restart", flow_log)  # fmt: skip
+            log = flow_log.read_text(errors="replace")
+            assert "disconnected" in log.lower()
+            assert log.lower().count("connected to") >= 2
+    finally:
+        stop(sim)

@@ -1,0 +1,116 @@
+"""`sentinel replay` end to end: twice, or killed and resumed, gives one clean run's rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from tests.conftest import ROOT
+
+TABLES = {
+    "ticks": "symbol, time, seq, price, size",
+    "bars": "symbol, time, open, high, low, close, volume, vwap, trades",
+    "bar_metrics": "symbol, time, log_return, realized_vol, ewma_vol, sharpe",
+    "alerts": "symbol, kind, time, value",
+    "ticks_rejected": "source, received_at, seq, reason",
+}
+
+
+def write_csv(path: Path, rows_per_symbol: int, seed: int = 5) -> int:
+    """A tick file over a few hours with a handful of bad rows; returns its row count."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    start = pd.Timestamp("2024-03-04T14:30:00Z")
+    for k, sym in enumerate(["AAPL", "MSFT", "NVDA"]):
+        t = start + pd.to_timedelta(np.sort(rng.integers(0, 4 * 3600 * 10**6, rows_per_symbol)),
+                                    unit="us")  # fmt: skip
+        p = (100 + 50 * k) * np.exp(np.cumsum(rng.normal(0, 2e-4, rows_per_symbol)))
+        frames.append(pd.DataFrame({"time": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "symbol": sym,
+                                    "price": p.round(2), "size": rng.integers(1, 300, rows_per_symbol)}))  # fmt: skip
+    df = pd.concat(frames).sort_values("time").reset_index(drop=True).astype(str)
+    bad = rng.choice(len(df), 6, replace=False)
+    for i, (col, value) in zip(bad, [("price", "abc"), ("price", "-1"), ("size", "-3"),
+                                     ("time", "yesterday"), ("price", "nan"), ("symbol", "")],
+                               strict=True):  # fmt: skip
+        df.loc[i, col] = value
+    df.to_csv(path, index=False)
+    return len(df)
+
+
+def replay(db: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DATABASE_URL": db, "SENTINEL_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sentinel", "replay", *args], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 240) -> None:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+
+
+def snapshot(db: str) -> dict[str, list[tuple[object, ...]]]:
+    with psycopg.connect(db) as conn:
+        return {t: conn.execute(f"SELECT {c} FROM {t} ORDER BY {c}").fetchall()
+                for t, c in TABLES.items()}  # fmt: skip
+
+
+def count(db: str, table: str) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_replay_twice_leaves_the_rows_of_one_run(db: str, tmp_path: Path) -> None:
+    csv = tmp_path / "ticks.csv"
+    n = write_csv(csv, 3000)
+    finish(replay(db, str(csv), "--bar", "1m"))
+    once = snapshot(db)
+    assert len(once["ticks"]) == n - 6
+    assert sorted(r[3] for r in once["ticks_rejected"]) == sorted(
+        ["non_numeric", "non_positive_price", "negative_size", "bad_time", "non_finite",
+         "missing_field"]
+    )  # fmt: skip
+    assert len(once["bars"]) > 3 * 200
+    assert len(once["bar_metrics"]) == len(once["bars"])
+    finish(replay(db, str(csv), "--bar", "1m"))
+    assert snapshot(db) == once
+
+
+@pytest.mark.slow
+def test_replay_killed_midway_and_resumed_equals_a_clean_run(
+    db: str, server_dsn: str, tmp_path: Path
+) -> None:
+    csv = tmp_path / "ticks.csv"
+    n = write_csv(csv, 60_000)
+    finish(replay(db, str(csv), "--bar", "10s"))
+    clean = snapshot(db)
+    with psycopg.connect(db, autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(f"TRUNCATE {table}")
+
+    recovery = tmp_path / "recovery"
+    args = [str(csv), "--bar", "10s", "--recovery-dir", str(recovery),
+            "--snapshot-interval", "0.2"]  # fmt: skip
+    proc = replay(db, *args)
+    deadline = time.monotonic() + 120
+    while count(db, "ticks") < n // 4:
+        assert proc.poll() is None, "the replay finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    partial = count(db, "ticks")
+    assert partial < n - 6, "killed midway"
+    finish(replay(db, *args))
+    assert snapshot(db) == clean

@@ -1,0 +1,41 @@
+"""`sentinel up` (what `make run` runs): bars and metrics grow within seconds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.integration.procs import running, wait_until
+from timescale.embedded import free_port
+
+
+@pytest.mark.slow
+def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
+    log = tmp_path / "up.log"
+    env = {
+        "DATABASE_URL": db,
+        "SENTINEL_HOME": str(tmp_path / "home"),
+        "SENTINEL_SIM_PORT": str(free_port()),
+        "SENTINEL_BAR": "1s",
+    }
+    with running(["-m", "sentinel", "up", "--duration", "40"], env, log) as proc:
+        lines: list[tuple[int, int]] = []
+
+        def grown() -> bool:
+            text = log.read_text(errors="replace")
+            found = re.findall(r"bars ([\d,]+)\s+bar_metrics ([\d,]+)", text)
+            lines[:] = [(int(b.replace(",", "")), int(m.replace(",", ""))) for b, m in found]
+            return len(lines) >= 2 and lines[-1][0] > lines[0][0] > 0
+
+        wait_until(grown, 35, "growing bar counts in the status lines", log)
+        assert "Stock Sentinel is up" in log.read_text()
+        assert lines[-1][1] > lines[0][1] > 0, "metrics grow with the bars"
+        proc.wait(60)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT count(DISTINCT symbol) FROM bars").fetchone()
+    assert row is not None
+    assert row[0] == 5, "every default ticker has bars"
