@@ -57,8 +57,13 @@ __all__ = [
 
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
 STEP_US = US  # volatility, regime and intensity are constant over one step
-BLOCK_STEPS = 60  # a symbol's stream is generated one block (a minute) at a time
-BLOCK_US = STEP_US * BLOCK_STEPS
+# A symbol's stream is generated one block of steps at a time, long enough to hold a few
+# hundred trades (numpy pays per call) and no longer (nobody waits for a busy symbol).
+MIN_BLOCK_STEPS = 1
+MAX_BLOCK_STEPS = 3600
+BLOCK_TRADES = 500
+# At most this many trades per message: the parser numbers a message's trades with 10 bits.
+MAX_MESSAGE_TRADES = 1000
 
 # Rough price levels and relative volatilities of well-known tickers.
 KNOWN_SYMBOLS: Mapping[str, tuple[float, float]] = {
@@ -114,6 +119,11 @@ class SimParams:
 
     ``annual_vol`` is the calm-regime volatility annualized over trading time (252 days
     of 6.5 hours); a symbol from :data:`KNOWN_SYMBOLS` scales it by its own factor.
+    ``calm_mean_s``/``turbulent_mean_s`` are the mean regime durations (``math.inf`` for
+    calm only); the turbulent regime multiplies volatility, trade rate and jump rate by
+    ``turbulent_vol``, ``turbulent_rate`` and ``turbulent_jumps``. Jumps add a normal
+    log-price move of std ``jump_std``. Sizes are ``floor(size_scale * X)``, X Pareto with
+    index ``size_alpha``, capped at ``max_size``.
     """
 
     rate: float = 4.0
@@ -130,6 +140,12 @@ class SimParams:
     size_scale: float = 10.0
     size_alpha: float = 1.1
     max_size: int = 500_000
+
+    def __post_init__(self) -> None:
+        if self.calm_mean_s <= 0 or self.turbulent_mean_s <= 0 or self.vol_halflife_s <= 0:
+            raise ValueError("regime durations and the volatility half-life must be positive")
+        if self.rate < 0 or self.size_alpha <= 0 or self.size_scale < 1:
+            raise ValueError("rate must be >= 0, size_alpha > 0 and size_scale >= 1")
 
 
 def wall_clock_us() -> int:
@@ -166,6 +182,7 @@ class _SymbolState:
     rng: np.random.Generator
     rate: float
     sigma_s: float  # calm per-second volatility
+    block_steps: int
     t_us: int
     last_trade_us: int
     log_price: float  # at the last trade, plus the jumps since
@@ -219,12 +236,14 @@ class TickGenerator:
     def add_symbol(
         self, symbol: str, rate: float | None = None, start_us: int | None = None
     ) -> None:
-        """Start simulating ``symbol`` from ``start_us`` (default: now). No-op if present."""
+        """Start simulating ``symbol`` from ``start_us`` (default, and at the earliest:
+        now). No-op if present."""
         if symbol in self._states:
             return
         start = self._now_us if start_us is None else start_us
-        h = stable_hash(symbol)
-        entropy = [self.seed, h & 0xFFFFFFFF, h >> 32, start & 0xFFFFFFFF, start >> 32]
+        if start < self._now_us:
+            raise ValueError(f"cannot start {symbol} at {start}, before now ({self._now_us})")
+        entropy = [self.seed, stable_hash(symbol), start & 0xFFFF_FFFF_FFFF_FFFF]
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
         p = self.params
         self._states[symbol] = _SymbolState(
@@ -232,6 +251,7 @@ class TickGenerator:
             rng=rng,
             rate=p.rate if rate is None else rate,
             sigma_s=p.annual_vol * _vol_scale(symbol) / math.sqrt(TRADING_SECONDS_PER_YEAR),
+            block_steps=_block_steps(p.rate if rate is None else rate),
             t_us=start,
             last_trade_us=start,
             log_price=math.log(start_price(symbol)),
@@ -262,20 +282,26 @@ class TickGenerator:
         return out
 
 
+def _block_steps(rate: float) -> int:
+    if rate <= 0:
+        return MAX_BLOCK_STEPS
+    return min(MAX_BLOCK_STEPS, max(MIN_BLOCK_STEPS, math.ceil(BLOCK_TRADES / rate)))
+
+
 def _regime_path(state: _SymbolState, p: SimParams) -> tuple[np.ndarray, np.ndarray]:
     """Per step of the next block: log-volatility deviation and turbulence flag."""
-    rng = state.rng
-    z = rng.standard_normal(BLOCK_STEPS).tolist()
-    u = rng.random(BLOCK_STEPS).tolist()
+    rng, steps = state.rng, state.block_steps
+    z = rng.standard_normal(steps).tolist()
+    u = rng.random(steps).tolist()
     dt = STEP_US / US
     a = math.exp(-math.log(2.0) * dt / p.vol_halflife_s)
     b = p.vol_of_vol * math.sqrt(1.0 - a * a)
-    p_enter = 1.0 - math.exp(-dt / p.calm_mean_s) if p.calm_mean_s > 0 else 0.0
-    p_leave = 1.0 - math.exp(-dt / p.turbulent_mean_s) if p.turbulent_mean_s > 0 else 1.0
+    p_enter = 1.0 - math.exp(-dt / p.calm_mean_s)
+    p_leave = 1.0 - math.exp(-dt / p.turbulent_mean_s)
     x, turbulent = state.log_vol, state.turbulent
-    xs = [0.0] * BLOCK_STEPS
-    ts = [False] * BLOCK_STEPS
-    for k in range(BLOCK_STEPS):
+    xs = [0.0] * steps
+    ts = [False] * steps
+    for k in range(steps):
         turbulent = (u[k] >= p_leave) if turbulent else (u[k] < p_enter)
         x = a * x + b * z[k]
         xs[k] = x
@@ -312,16 +338,20 @@ def _generate_block(state: _SymbolState, p: SimParams, spikes: tuple[Spike, ...]
     sigma = np.where(turbulent, sigma * p.turbulent_vol, sigma)
 
     counts = rng.poisson(np.where(turbulent, state.rate * p.turbulent_rate, state.rate) * dt)
-    step = np.repeat(np.arange(BLOCK_STEPS), counts)
+    step = np.repeat(np.arange(state.block_steps), counts)
     n = len(step)
     times_us = state.t_us + np.sort(((step + rng.random(n)) * STEP_US).astype(np.int64))
-    gaps_s = np.diff(times_us, prepend=state.last_trade_us) / US
+    gaps_s = np.empty(n)
+    if n:
+        gaps_s[0] = times_us[0] - state.last_trade_us
+        np.subtract(times_us[1:], times_us[:-1], out=gaps_s[1:])
+        gaps_s /= US
     sig = sigma[step]
     moves = sig * np.sqrt(gaps_s) * rng.standard_normal(n) - 0.5 * sig * sig * gaps_s
 
     jump_rate = p.jumps_per_hour / 3600.0
     jcounts = rng.poisson(np.where(turbulent, jump_rate * p.turbulent_jumps, jump_rate) * dt)
-    jstep = np.repeat(np.arange(BLOCK_STEPS), jcounts)
+    jstep = np.repeat(np.arange(state.block_steps), jcounts)
     jtimes_us = state.t_us + ((jstep + rng.random(len(jstep))) * STEP_US).astype(np.int64)
     jsizes = rng.normal(0.0, p.jump_std, len(jstep))
     sizes = np.minimum(
@@ -340,7 +370,7 @@ def _generate_block(state: _SymbolState, p: SimParams, spikes: tuple[Spike, ...]
     carried = float(jsizes[at >= n].sum())
 
     log_prices = state.log_price + np.cumsum(moves)
-    state.t_us += BLOCK_US
+    state.t_us += state.block_steps * STEP_US
     if n == 0:
         state.log_price += carried
         return []
@@ -434,16 +464,16 @@ class _SimulatorPartition(StatefulSourcePartition[RawBatch, _SimulatorState]):
             chunk = st.generator.advance(step_end)
             st.pos_us = step_end
             steps += 1
-            if chunk:
-                messages.append((st.seq, finnhub_trade_message(chunk)))
+            for i in range(0, len(chunk), MAX_MESSAGE_TRADES):
+                messages.append((st.seq, finnhub_trade_message(chunk[i : i + MAX_MESSAGE_TRADES])))
                 st.seq += 1
-                trades += len(chunk)
+            trades += len(chunk)
             if st.pos_us == st.end_us:
                 break
         if steps == 0:
             return []
         clock_us = now_us if self._paced else st.pos_us
-        return [RawBatch("simulator", clock_us, messages, st.generator.symbols)]
+        return [RawBatch("simulator", clock_us, messages, tuple(sorted(st.generator.symbols)))]
 
     @override
     def next_awake(self) -> datetime | None:
@@ -464,10 +494,11 @@ class SimulatorSource(FixedPartitionedSource[RawBatch, _SimulatorState]):
 
     Event time runs from ``start_us`` (default: the clock when first built) for
     ``duration_s`` (``None``: forever) in steps of ``batch_interval_ms``; each step's
-    trades, if any, make one message. Unpaced, steps are taken as fast as possible and a
-    batch gathers steps until it holds ``batch_trades`` trades (``clock_us`` is the
-    batch's event-time end); paced, event time follows the clock (``clock_us`` is the
-    clock) and a batch comes every step, empty if no trade happened.
+    trades, if any, make one message (several if more than ``MAX_MESSAGE_TRADES``).
+    Unpaced, steps are taken as fast as possible and a batch gathers steps until it holds
+    ``batch_trades`` trades (``clock_us`` is the batch's event-time end); paced, event time
+    follows the clock (``clock_us`` is the clock) and a batch comes every step, empty if
+    no trade happened.
 
     ``seq`` counts messages. Delivery guarantee: exactly-once replayable. The snapshot
     holds the generator, the position and the counter, so a resumed run emits exactly

@@ -349,6 +349,10 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
         self._conn: psycopg.Connection[Any] | None = None
         self._rng = random.Random()
         self._optimistic = True
+        self._span_us: int | None = None  # the most time one transaction may cover
+        self._time_index = (
+            sink.spec.columns.index(sink.spec.time_columns[0]) if (sink.spec.time_columns) else None
+        )
         self.stats = SinkStats(table=sink.spec.table, worker_index=worker_index)
 
     @override
@@ -364,12 +368,42 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
                     f"rows for table {table!r} hold a value that is not JSON: {exc}"
                 ) from exc
         step = self._sink.batch_rows
-        for start in range(0, len(rows), step):
-            self._write_chunk(rows[start : start + step])
+        for group in self._by_time_span(rows):
+            for start in range(0, len(group), step):
+                self._write_chunk(group[start : start + step])
 
     @override
     def close(self) -> None:
         self._disconnect()
+
+    def _by_time_span(self, rows: list[Row]) -> list[list[Row]]:
+        """Split rows so that no transaction touches more than ~16 chunks.
+
+        A replay of years of daily data would otherwise insert into thousands of chunks
+        at once, and PostgreSQL runs out of lock slots ("out of shared memory").
+        """
+        idx = self._time_index
+        if idx is None or len(rows) < 2:
+            return [rows]
+        attempt = 0
+        while self._span_us is None:  # known once connected: connect with retries
+            attempt += 1
+            try:
+                self._connection()
+            except Exception as exc:
+                self._failed(exc, attempt, len(rows))
+        span = self._span_us
+        times = [r[idx] for r in rows]
+        if not span or max(times) - min(times) <= span:
+            return [rows]
+        groups: list[list[Row]] = []
+        start = None
+        for i in sorted(range(len(rows)), key=times.__getitem__):
+            if start is None or times[i] - start > span:
+                start = times[i]
+                groups.append([])
+            groups[-1].append(rows[i])
+        return groups
 
     # -- one chunk, with retries ------------------------------------------------------
 
@@ -463,6 +497,8 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
             )
             try:
                 conn.execute(self._sql.create_stage)
+                if self._span_us is None:
+                    self._span_us = _max_span_us(conn, self._spec)
             except BaseException:
                 conn.close()
                 raise
@@ -474,6 +510,20 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
             with contextlib.suppress(Exception):
                 self._conn.close()
             self._conn = None
+
+
+_CHUNKS_PER_TRANSACTION = 16
+
+
+def _max_span_us(conn: psycopg.Connection[Any], spec: TableSpec) -> int:
+    """16 chunk intervals of the table's time dimension (0: not a hypertable)."""
+    row = conn.execute(
+        """SELECT (extract(epoch FROM time_interval) * 1e6)::bigint
+           FROM timescaledb_information.dimensions
+           WHERE hypertable_name = %s AND column_name = %s AND time_interval IS NOT NULL""",
+        [spec.table, spec.time_columns[0]] if spec.time_columns else [spec.table, ""],
+    ).fetchone()
+    return int(row[0]) * _CHUNKS_PER_TRANSACTION if row and row[0] else 0
 
 
 def _flatten(items: Sequence[Sequence[Row]], table: str) -> list[Row]:

@@ -84,6 +84,11 @@ def default_wiring() -> tuple[Any, Sinks, FlowConfig]:
     from connectors.finnhub import FinnhubSource
 
     settings = get_settings()
+    if not logging.getLogger().handlers:  # `python -m bytewax.run` configures none
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     dsn = database_url(settings)
     token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
     source = FinnhubSource(

@@ -337,3 +337,21 @@ def test_an_outage_blocks_the_write_until_the_server_is_back(
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_years_of_sparse_rows_in_one_batch_are_split_by_time_span(db: str) -> None:
+    """Years of daily ticks would touch thousands of one-day chunks in one transaction and
+    exhaust PostgreSQL's lock table; the sink cuts a batch into spans of 16 chunks."""
+    day = 86_400 * 1_000_000
+    t0 = 946_684_800 * 1_000_000  # 2000-01-01
+    rows = [Tick(t0 + i * day, "SPX", 1000.0 + i, 1.0, i, None) for i in range(400)]
+    partition = TimescaleSink(db, TICKS).build("step", 0, 1)
+    groups = partition._by_time_span(list(reversed(rows)))
+    assert sorted(r[4] for g in groups for r in g) == list(range(400))
+    assert len(groups) == -(-400 // 17)  # 17 daily rows fit in a 16-day span
+    assert all(max(r[0] for r in g) - min(r[0] for r in g) <= 16 * day for g in groups)
+    partition.write_batch([rows])
+    partition.close()
+    with psycopg.connect(db) as conn:
+        got = conn.execute("SELECT count(*), min(price), max(price) FROM ticks").fetchone()
+    assert got == (400, 1000.0, 1399.0)

@@ -41,7 +41,9 @@ def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
         stop(proc)
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

@@ -52,8 +52,11 @@ def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path
             sim = start(sim_args, env, sim_log)
             after = "SELECT count(*) FROM ticks WHERE symbol = %s AND time > to_timestamp(%s)"
             for sym in ("AAPL", "MSFT"):
-                wait_until(lambda s=sym: scalar(db, after, s, restarted_us / 1e6) > 10, 60,
-                           f"{sym} ticks after the feed restart", flow_log)  # fmt: skip
+
+                def resumed(s: str = sym) -> bool:
+                    return scalar(db, after, s, restarted_us / 1e6) > 10
+
+                wait_until(resumed, 60, f"{sym} ticks after the feed restart", flow_log)
             log = flow_log.read_text(errors="replace")
             assert "disconnected" in log.lower()
             assert log.lower().count("connected to") >= 2

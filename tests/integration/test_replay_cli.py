@@ -34,8 +34,16 @@ def write_csv(path: Path, rows_per_symbol: int, seed: int = 5) -> int:
         t = start + pd.to_timedelta(np.sort(rng.integers(0, 4 * 3600 * 10**6, rows_per_symbol)),
                                     unit="us")  # fmt: skip
         p = (100 + 50 * k) * np.exp(np.cumsum(rng.normal(0, 2e-4, rows_per_symbol)))
-        frames.append(pd.DataFrame({"time": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "symbol": sym,
-                                    "price": p.round(2), "size": rng.integers(1, 300, rows_per_symbol)}))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "time": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "symbol": sym,
+                    "price": p.round(2),
+                    "size": rng.integers(1, 300, rows_per_symbol),
+                }
+            )
+        )
     df = pd.concat(frames).sort_values("time").reset_index(drop=True).astype(str)
     bad = rng.choice(len(df), 6, replace=False)
     for i, (col, value) in zip(bad, [("price", "abc"), ("price", "-1"), ("size", "-3"),
@@ -55,7 +63,7 @@ def replay(db: str, *args: str) -> subprocess.Popen[str]:
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 240) -> None:
-    out, err = proc.communicate(timeout=timeout)
+    _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
 
 
@@ -77,7 +85,7 @@ def test_replay_twice_leaves_the_rows_of_one_run(db: str, tmp_path: Path) -> Non
     finish(replay(db, str(csv), "--bar", "1m"))
     once = snapshot(db)
     assert len(once["ticks"]) == n - 6
-    assert sorted(r[3] for r in once["ticks_rejected"]) == sorted(
+    assert sorted(str(r[3]) for r in once["ticks_rejected"]) == sorted(
         ["non_numeric", "non_positive_price", "negative_size", "bad_time", "non_finite",
          "missing_field"]
     )  # fmt: skip

@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS bars (
     bar_seconds INTEGER NOT NULL,
     PRIMARY KEY (symbol, time)
 );
-SELECT create_hypertable('bars', by_range('time', INTERVAL '7 days'), if_not_exists => TRUE);
+SELECT create_hypertable('bars', by_range('time', INTERVAL '30 days'), if_not_exists => TRUE);
 
 -- Per-bar statistics. Volatilities are standard deviations of one bar's log return;
 -- the *_ann columns are annualized for the bar length and the trading session.
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS bar_metrics (
     bars_seen         BIGINT NOT NULL,
     PRIMARY KEY (symbol, time)
 );
-SELECT create_hypertable('bar_metrics', by_range('time', INTERVAL '7 days'), if_not_exists => TRUE);
+SELECT create_hypertable('bar_metrics', by_range('time', INTERVAL '30 days'), if_not_exists => TRUE);
 
 -- Forecasts. `made_at` is the start of the last bar the model had seen; `horizon` counts
 -- bars after it; `time` is the expected start of the forecast bar.
@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS forecasts (
     made_at  TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (symbol, model, target, horizon, time)
 );
-SELECT create_hypertable('forecasts', by_range('time', INTERVAL '7 days'), if_not_exists => TRUE);
+SELECT create_hypertable('forecasts', by_range('time', INTERVAL '30 days'), if_not_exists => TRUE);
 CREATE INDEX IF NOT EXISTS forecasts_symbol_made_at_idx ON forecasts (symbol, made_at DESC);
 
 -- Prequential scores, one row per bar per model per metric.
@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS model_scores (
     value   DOUBLE PRECISION,
     PRIMARY KEY (symbol, model, target, metric, time)
 );
-SELECT create_hypertable('model_scores', by_range('time', INTERVAL '7 days'), if_not_exists => TRUE);
+SELECT create_hypertable('model_scores', by_range('time', INTERVAL '30 days'), if_not_exists => TRUE);
 CREATE INDEX IF NOT EXISTS model_scores_symbol_time_idx ON model_scores (symbol, time DESC);
 
 -- Serialized model state, every 20 minutes by default.

@@ -1,0 +1,392 @@
+"""The live feed: Finnhub's trade websocket (or the local simulator speaking it).
+
+A background thread runs the websocket on its own asyncio loop. It reconnects after any
+disconnect or failed connect, with exponential backoff and full jitter, and subscribes
+again to every wanted symbol each time. With a ``tickers_dsn`` the wanted symbols follow
+the ``tickers`` table (``LISTEN sentinel_tickers`` for immediacy plus a periodic re-read),
+so tickers are added and removed while the pipeline runs.
+
+Every received text is queued unchanged with its receive time; the Bytewax partition
+drains the queue into :class:`~dataflows.records.RawBatch` records. Parsing and validation
+belong to the dataflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+import psycopg
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from typing_extensions import override
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from dataflows.records import US, RawBatch, RowBlock
+
+__all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubSource"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_URL = "ws://127.0.0.1:8765/"  # `sentinel simulate`, on its default port
+TICKERS_CHANNEL = "sentinel_tickers"
+SEQ_SHIFT = 0  # seq = receive time in us, bumped to stay increasing; the parser adds trade bits
+
+
+def wall_clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class FeedState:
+    """Health of the live feed, updated by its thread.
+
+    ``reconnects`` counts successful connections after the first one.
+    """
+
+    connected: bool = False
+    last_message_us: int | None = None
+    reconnects: int = 0
+    last_error: str | None = None
+
+
+def _with_token(url: str, token: str | None) -> str:
+    if token is None:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        return str(exc)
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _FeedThread:
+    """The websocket (and the tickers follower) on an asyncio loop in a thread."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        symbols: Iterable[str],
+        tickers_dsn: str | None,
+        poll_interval_s: float,
+        backoff_initial_s: float,
+        backoff_max_s: float,
+        proxy: str | None,
+        clock: Callable[[], int],
+    ) -> None:
+        self.url = url  # logged: never the token
+        self._token = token
+        self._full_url = _with_token(url, token)
+        self._tickers_dsn = tickers_dsn
+        self._poll_interval_s = poll_interval_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._proxy = proxy
+        self._clock = clock
+        self._rng = random.Random()
+        self.state = FeedState()
+        self.inbox: deque[tuple[int, str]] = deque()
+        # Replaced whole, never mutated: the partition reads it from another thread.
+        self.wanted: frozenset[str] = frozenset(symbols)
+        self._last_seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._changed: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="finnhub-feed", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop may have just closed
+                loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("feed thread did not stop within %.1f s", timeout)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._changed = asyncio.Event()
+        self._task = loop.create_task(self._main())
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("feed thread failed")
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(self) -> None:
+        tasks = [asyncio.create_task(self._connection_loop())]
+        if self._tickers_dsn is not None:
+            tasks.append(asyncio.create_task(self._tickers_loop(self._tickers_dsn)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            # gather returns as soon as one task is cancelled: wait for all to finish, so
+            # that the websocket completes its closing handshake before the loop closes.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _connection_loop(self) -> None:
+        failures = 0
+        connected_before = False
+        while True:
+            logger.info("connecting to %s", self.url)
+            reason = "closed"
+            got_messages = False
+            try:
+                async with connect(
+                    self._full_url,
+                    open_timeout=10,
+                    close_timeout=2,
+                    max_size=2**24,
+                    proxy=self._proxy,
+                ) as ws:
+                    if connected_before:
+                        self.state.reconnects += 1
+                    connected_before = True
+                    self.state.connected = True
+                    logger.info("connected to %s", self.url)
+                    reason, got_messages = await self._session(ws)
+            except Exception as exc:
+                reason = self._redact(_describe(exc))
+            was_connected = self.state.connected
+            self.state.connected = False
+            self.state.last_error = reason
+            if got_messages:  # a healthy connection resets the backoff
+                failures = 0
+            if was_connected:
+                logger.warning("disconnected from %s: %s", self.url, reason)
+            else:
+                logger.warning("connection to %s failed: %s", self.url, reason)
+            cap = min(self._backoff_max_s, self._backoff_initial_s * 2.0 ** min(failures, 62))
+            delay = self._rng.uniform(0.0, cap)
+            failures += 1
+            logger.info("retrying in %.2f s", delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self, ws: ClientConnection) -> tuple[str, bool]:
+        """Subscribe, then receive until the connection ends; returns why, and whether
+        any message came."""
+        subscribed: set[str] = set()
+        await self._sync(ws, subscribed)
+        syncer = asyncio.create_task(self._sync_on_change(ws, subscribed))
+        got_messages = False
+        try:
+            async for message in ws:
+                now_us = self._clock()
+                text = message if isinstance(message, str) else message.decode(errors="replace")
+                seq = max(now_us << SEQ_SHIFT, self._last_seq + 1)
+                self._last_seq = seq
+                self.inbox.append((seq, text))
+                self.state.last_message_us = now_us
+                got_messages = True
+        except ConnectionClosed as exc:
+            return _describe(exc), got_messages
+        finally:
+            syncer.cancel()
+            await asyncio.gather(syncer, return_exceptions=True)
+        reason = f"closed by server, code {ws.close_code}"
+        return (f"{reason}: {ws.close_reason}" if ws.close_reason else reason), got_messages
+
+    async def _sync_on_change(self, ws: ClientConnection, subscribed: set[str]) -> None:
+        assert self._changed is not None
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            await self._sync(ws, subscribed)
+
+    async def _sync(self, ws: ClientConnection, subscribed: set[str]) -> None:
+        """Bring the connection's subscriptions to the wanted set."""
+        wanted = self.wanted
+        for symbol in sorted(wanted - subscribed):
+            await ws.send(json.dumps({"type": "subscribe", "symbol": symbol}))
+            subscribed.add(symbol)
+            logger.info("subscribed %s", symbol)
+        for symbol in sorted(subscribed - wanted):
+            await ws.send(json.dumps({"type": "unsubscribe", "symbol": symbol}))
+            subscribed.discard(symbol)
+            logger.info("unsubscribed %s", symbol)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    def _set_wanted(self, symbols: frozenset[str]) -> None:
+        if symbols == self.wanted:
+            return
+        added, removed = sorted(symbols - self.wanted), sorted(self.wanted - symbols)
+        self.wanted = symbols
+        logger.info("tickers changed: added %s, removed %s", added, removed)
+        assert self._changed is not None
+        self._changed.set()
+
+    async def _tickers_loop(self, dsn: str) -> None:
+        """Follow ``tickers``: re-read the active symbols on every notification and at
+        least every poll interval. While the database is unreachable, keep the current
+        subscriptions and retry."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    dsn, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {TICKERS_CHANNEL}")
+                    logger.info("following the tickers table")
+                    while True:
+                        cur = await conn.execute("SELECT symbol FROM tickers WHERE active")
+                        self._set_wanted(frozenset(row[0] for row in await cur.fetchall()))
+                        async for _ in conn.notifies(timeout=self._poll_interval_s, stop_after=1):
+                            pass
+            except Exception as exc:  # whatever went wrong, keep the feed going
+                logger.warning(
+                    "tickers table unavailable (%s); keeping %d subscriptions, retrying in %.1f s",
+                    _describe(exc),
+                    len(self.wanted),
+                    self._poll_interval_s,
+                )
+                await asyncio.sleep(self._poll_interval_s)
+
+
+class _FinnhubPartition(StatefulSourcePartition[RawBatch, None]):
+    def __init__(
+        self,
+        feed: _FeedThread,
+        clock: Callable[[], int],
+        max_batch: int,
+        heartbeat_us: int,
+        poll_us: int,
+    ) -> None:
+        self._feed = feed
+        self._clock = clock
+        self._max_batch = max_batch
+        self._heartbeat_us = heartbeat_us
+        self._poll_us = poll_us
+        self._last_emit_us = clock() - heartbeat_us  # emit at once: subscriptions are news
+        feed.start()
+
+    @override
+    def next_batch(self) -> list[RawBatch]:
+        now_us = self._clock()
+        inbox = self._feed.inbox
+        n = min(len(inbox), self._max_batch)
+        if n == 0 and now_us - self._last_emit_us < self._heartbeat_us:
+            return []
+        messages: list[tuple[int, str | RowBlock]] = [inbox.popleft() for _ in range(n)]
+        self._last_emit_us = now_us
+        return [RawBatch("finnhub", now_us, messages, tuple(sorted(self._feed.wanted)))]
+
+    @override
+    def next_awake(self) -> datetime | None:
+        if self._feed.inbox:
+            return None
+        wake_us = min(self._clock() + self._poll_us, self._last_emit_us + self._heartbeat_us)
+        return datetime.fromtimestamp(wake_us / US, tz=timezone.utc)
+
+    @override
+    def snapshot(self) -> None:
+        return None
+
+    @override
+    def close(self) -> None:
+        self._feed.stop()
+
+
+class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
+    """Finnhub's websocket trade feed as :class:`~dataflows.records.RawBatch` records
+    (``source="finnhub"``), one partition named ``"finnhub"``.
+
+    Delivery guarantee: at-most-once. A live feed has nothing to rewind: the snapshot is
+    ``None``, and whatever arrives while the pipeline or the connection is down is lost.
+
+    Each batch holds up to ``max_batch`` message texts, unchanged (pings included), as
+    ``(seq, text)``; ``seq = receive_us << SEQ_SHIFT | n`` is unique and strictly
+    increasing. ``clock_us`` is the clock when the batch was taken, and ``subscribed`` the
+    symbols the source wants to be subscribed to (subscribed, or will be once reconnected:
+    while the feed is down they are the ones going stale). A batch comes at least every
+    ``heartbeat_s``, empty if need be.
+
+    ``symbols`` are the initial subscriptions. With ``tickers_dsn`` the ``tickers`` table
+    is the authority: its active symbols replace them as soon as it is first read, and
+    changes apply within a notification or at most ``poll_interval_s``. ``proxy`` is
+    passed to ``websockets`` (``None``: connect directly).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        symbols: Iterable[str] = (),
+        tickers_dsn: str | None = None,
+        *,
+        poll_interval_s: float = 2.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        max_batch: int = 5000,
+        heartbeat_s: float = 0.5,
+        proxy: str | None = None,
+        clock: Callable[[], int] = wall_clock_us,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.symbols = list(symbols)
+        self.tickers_dsn = tickers_dsn
+        self.poll_interval_s = poll_interval_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.max_batch = max_batch
+        self.heartbeat_s = heartbeat_s
+        self.proxy = proxy
+        self.clock = clock
+        self._state: FeedState | None = None
+
+    @property
+    def state(self) -> FeedState:
+        """The running feed's health (a fresh, disconnected state before it starts)."""
+        return self._state if self._state is not None else FeedState()
+
+    @override
+    def list_parts(self) -> list[str]:
+        return ["finnhub"]
+
+    @override
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FinnhubPartition:
+        feed = _FeedThread(
+            self.url,
+            self.token,
+            self.symbols,
+            self.tickers_dsn,
+            self.poll_interval_s,
+            self.backoff_initial_s,
+            self.backoff_max_s,
+            self.proxy,
+            self.clock,
+        )
+        self._state = feed.state
+        return _FinnhubPartition(
+            feed,
+            self.clock,
+            self.max_batch,
+            round(self.heartbeat_s * US),
+            poll_us=50_000,
+        )

@@ -1,0 +1,338 @@
+"""A websocket server speaking Finnhub's trade protocol, fed by the simulator.
+
+Clients connect to ``ws://HOST:PORT/?token=T`` and send ``{"type":"subscribe",
+"symbol":"AAPL"}`` or ``{"type":"unsubscribe","symbol":"AAPL"}``. Every ``interval_s``
+the server sends each client ``{"type":"trade","data":[...]}`` with the trades of its
+symbols since the previous message (none if there were none; several messages of at most
+``MAX_MESSAGE_TRADES`` trades if there were more), and every ``ping_interval`` seconds
+``{"type":"ping"}``. A client message the server cannot understand gets
+``{"type":"error","msg":"..."}`` and the connection stays open. With a ``token``, a
+handshake without that token is refused with HTTP 401.
+
+One :class:`~connectors.simulator.TickGenerator`, in wall-clock time, feeds every client,
+so two clients subscribed to a symbol see the same trades. A symbol is simulated from
+its first subscription until nobody is subscribed to it any more.
+
+``bad_rate`` replaces that fraction of the outgoing trade entries by malformed ones, to
+exercise the pipeline's dead-letter path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from connectors.simulator import (
+    MAX_MESSAGE_TRADES,
+    SimParams,
+    Spike,
+    TickGenerator,
+    Trade,
+    trade_json,
+    wall_clock_us,
+)
+
+__all__ = ["DEFAULT_PORT", "ServerThread", "run", "serve"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8765
+MAX_SYMBOL_LENGTH = 32
+PING = '{"type":"ping"}'
+FAR_FUTURE_MS = 10 * 365 * 86_400_000  # ten years
+
+Ready = Callable[[int], None] | asyncio.Future[int]
+
+
+class _Feed:
+    """The shared generator and every client's subscriptions."""
+
+    def __init__(
+        self,
+        seed: int,
+        rate: float,
+        bad_rate: float,
+        clock: Callable[[], int],
+        params: SimParams | None,
+        spikes: Sequence[Spike],
+    ) -> None:
+        params = replace(params or SimParams(), rate=rate)
+        self.generator = TickGenerator([], seed, clock(), params=params, spikes=spikes)
+        self.clients: dict[ServerConnection, set[str]] = {}
+        self.bad_rate = bad_rate
+        self.clock = clock
+        self._bad_rng = random.Random(seed)
+
+    async def handle(self, ws: ServerConnection) -> None:
+        subscriptions: set[str] = set()
+        self.clients[ws] = subscriptions
+        logger.info("client %s connected", ws.remote_address)
+        try:
+            async for message in ws:
+                error = self._on_message(subscriptions, message)
+                if error is not None:
+                    await ws.send(_error_message(error))
+        except ConnectionClosed:
+            pass
+        finally:
+            del self.clients[ws]
+            for symbol in subscriptions:
+                self._release(symbol)
+            logger.info("client %s disconnected", ws.remote_address)
+
+    def _on_message(self, subscriptions: set[str], message: str | bytes) -> str | None:
+        """Apply one client message; returns an error text, or None if it was fine."""
+        try:
+            request = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            return "Invalid JSON message"
+        if not isinstance(request, dict):
+            return "Message must be a JSON object"
+        kind, symbol = request.get("type"), request.get("symbol")
+        if kind not in ("subscribe", "unsubscribe"):
+            return f"Unknown message type: {kind!r}"
+        if not isinstance(symbol, str) or not symbol.strip() or len(symbol) > MAX_SYMBOL_LENGTH:
+            return f"Invalid symbol: {symbol!r}"
+        if kind == "subscribe" and symbol not in subscriptions:
+            subscriptions.add(symbol)
+            self.generator.add_symbol(symbol)
+        elif kind == "unsubscribe" and symbol in subscriptions:
+            subscriptions.discard(symbol)
+            self._release(symbol)
+        return None
+
+    def _release(self, symbol: str) -> None:
+        if not any(symbol in subs for subs in self.clients.values()):
+            self.generator.remove_symbol(symbol)
+
+    def tick(self) -> None:
+        """Send every client the trades of its symbols since the last tick."""
+        trades = self.generator.advance(max(self.clock(), self.generator.now_us + 1))
+        if not trades or not self.clients:
+            return
+        entries = [self._entry(t) for t in trades]
+        groups: dict[frozenset[str], list[ServerConnection]] = {}
+        for ws, subscriptions in self.clients.items():
+            if subscriptions:
+                groups.setdefault(frozenset(subscriptions), []).append(ws)
+        for symbols, clients in groups.items():
+            data = [e for t, e in zip(trades, entries, strict=True) if t.symbol in symbols]
+            for i in range(0, len(data), MAX_MESSAGE_TRADES):
+                part = ",".join(data[i : i + MAX_MESSAGE_TRADES])
+                broadcast(clients, '{"type":"trade","data":[' + part + "]}")
+
+    def _entry(self, trade: Trade) -> str:
+        if self.bad_rate > 0 and self._bad_rng.random() < self.bad_rate:
+            return malformed_entry(trade, self._bad_rng)
+        return trade_json(trade)
+
+    def ping(self) -> None:
+        broadcast(list(self.clients), PING)
+
+
+def _error_message(text: str) -> str:
+    return json.dumps({"type": "error", "msg": text}, separators=(",", ":"))
+
+
+def malformed_entry(trade: Trade, rng: random.Random) -> str:
+    """A broken version of ``trade``'s entry, of a randomly chosen kind."""
+    entry: dict[str, Any] = {
+        "s": trade.symbol,
+        "p": trade.price,
+        "t": trade.time_ms,
+        "v": trade.volume,
+        "c": list(trade.conditions) if trade.conditions is not None else None,
+    }
+    kind = rng.randrange(6)
+    if kind == 0:
+        entry["p"] = "n/a"
+    elif kind == 1:
+        entry["p"] = float("nan")  # json.dumps writes NaN, as sloppy feeds do
+    elif kind == 2:
+        entry["v"] = -trade.volume
+    elif kind == 3:
+        del entry[rng.choice(["s", "p", "t"])]
+    elif kind == 4:
+        entry["p"] = rng.choice([0, -trade.price])
+    else:
+        entry["t"] = trade.time_ms + FAR_FUTURE_MS
+    return json.dumps(entry, separators=(",", ":"))
+
+
+def _token_check(
+    token: str | None,
+) -> Callable[[ServerConnection, Request], Response | None] | None:
+    if token is None:
+        return None
+    expected = token.encode()
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        given = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
+        if hmac.compare_digest(given.encode(), expected):
+            return None
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid or missing token\n")
+
+    return process_request
+
+
+async def _every(seconds: float, action: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    due = loop.time()
+    while True:
+        due += seconds
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        action()
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    seed: int = 0,
+    token: str | None = None,
+    ping_interval: float = 10.0,
+    rate: float = 4.0,
+    bad_rate: float = 0.0,
+    interval_s: float = 0.2,
+    ready: Ready | None = None,
+    clock: Callable[[], int] = wall_clock_us,
+    params: SimParams | None = None,
+    spikes: Sequence[Spike] = (),
+) -> None:
+    """Serve the simulated Finnhub feed on ``host:port`` (0: any free port) until
+    cancelled. ``ready`` is called with (or, a future, resolved to) the bound port.
+
+    ``rate`` is trades per second per symbol (calm regime); ``interval_s`` the time
+    between trade messages.
+    """
+    if not 0.0 <= bad_rate <= 1.0:
+        raise ValueError(f"bad_rate must be in [0, 1], got {bad_rate}")
+    feed = _Feed(seed, rate, bad_rate, clock, params, spikes)
+    async with ws_serve(
+        feed.handle,
+        host,
+        port,
+        process_request=_token_check(token),
+        compression=None,
+        close_timeout=2,
+    ) as server:
+        bound = server.sockets[0].getsockname()[1]
+        logger.info("simulated Finnhub feed on ws://%s:%d/", host, bound)
+        if isinstance(ready, asyncio.Future):
+            if not ready.done():
+                ready.set_result(bound)
+        elif ready is not None:
+            ready(bound)
+        tasks = [
+            asyncio.create_task(_every(interval_s, feed.tick)),
+            asyncio.create_task(_every(ping_interval, feed.ping)),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, **kw: Any) -> None:
+    """Serve until Ctrl-C, logging the URL (``sentinel simulate --port P``). Keyword
+    arguments go to :func:`serve`."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    token_hint = "?token=..." if kw.get("token") else ""
+
+    def announce(bound: int) -> None:
+        logger.info("connect to ws://%s:%d/%s (Ctrl-C stops)", host, bound, token_hint)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(host, port, ready=announce, **kw))
+
+
+class ServerThread:
+    """The server in a background thread with its own event loop, for tests and demos.
+
+    >>> with ServerThread(rate=10.0) as server:  # doctest: +SKIP
+    ...     url = f"ws://127.0.0.1:{server.port}/"
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> None:
+        self.host = host
+        self.port = port
+        self._kw = kw
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 10.0) -> int:
+        """Start serving; returns the bound port."""
+        self._thread = threading.Thread(target=self._run, name="simulator-server", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise TimeoutError("simulator server did not start")
+        if self._error is not None:
+            raise RuntimeError("simulator server failed to start") from self._error
+        return self.port
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+
+        def on_ready(bound: int) -> None:
+            self.port = bound
+            self._started.set()
+
+        self._task = loop.create_task(serve(self.host, self.port, ready=on_ready, **self._kw))
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._started.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close every connection and stop serving; returns when the port is free."""
+        if self._thread is None:
+            return
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop may have just closed
+                loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("simulator server did not stop")
+        self._thread = None
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
