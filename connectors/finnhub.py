@@ -32,6 +32,7 @@ from typing_extensions import override
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from connectors._aio import run_together
 from dataflows.records import US, RawBatch, RowBlock
 
 __all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubSource"]
@@ -136,17 +137,10 @@ class _FeedThread:
             loop.close()
 
     async def _main(self) -> None:
-        tasks = [asyncio.create_task(self._connection_loop())]
+        loops = [self._connection_loop()]
         if self._tickers_dsn is not None:
-            tasks.append(asyncio.create_task(self._tickers_loop(self._tickers_dsn)))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            # gather returns as soon as one task is cancelled: wait for all to finish, so
-            # that the websocket completes its closing handshake before the loop closes.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            loops.append(self._tickers_loop(self._tickers_dsn))
+        await run_together(*loops)
 
     async def _connection_loop(self) -> None:
         failures = 0

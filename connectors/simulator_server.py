@@ -38,6 +38,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from connectors._aio import run_together
 from connectors.simulator import (
     MAX_MESSAGE_TRADES,
     SimParams,
@@ -239,16 +240,7 @@ async def serve(
                 ready.set_result(bound)
         elif ready is not None:
             ready(bound)
-        tasks = [
-            asyncio.create_task(_every(interval_s, feed.tick)),
-            asyncio.create_task(_every(ping_interval, feed.ping)),
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_together(_every(interval_s, feed.tick), _every(ping_interval, feed.ping))
 
 
 def run(host: str = "127.0.0.1", port: int = DEFAULT_PORT, **kw: Any) -> None:

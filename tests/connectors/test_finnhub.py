@@ -72,7 +72,7 @@ def pump(
         awake = part.next_awake()
         if awake is not None:
             wait = (awake - datetime.now(timezone.utc)).total_seconds()
-            time.sleep(min(max(wait, 0.0), deadline - time.monotonic(), 0.2) if wait > 0 else 0)
+            time.sleep(max(0.0, min(wait, deadline - time.monotonic(), 0.2)))
     return out
 
 
