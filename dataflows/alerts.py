@@ -28,6 +28,7 @@ class AlertConfig:
     jump_sigmas: float = 6.0  # a bar return beyond this many sigmas is a price jump
     stale_after_s: float = 60.0  # an active symbol silent this long is stale
     stale_calendar: str = "XNYS"  # exchange_calendars name, or "always" for 24/7 feeds
+    anomaly_agree: float = 0.99  # an anomaly score this high makes a spike critical
 
     def __post_init__(self) -> None:
         if not 1.0 < self.rearm_ratio < self.spike_ratio:
@@ -46,7 +47,9 @@ class VolatilityAlerts:
     def __post_init__(self) -> None:
         self.baseline = utils.Rolling(stats.Mean, window_size=self.config.baseline_bars)
 
-    def update(self, m: Metrics) -> list[Alert]:
+    def update(self, m: Metrics, anomaly: float | None = None) -> list[Alert]:
+        """``anomaly`` is the models' anomaly score of this bar (0 to 1), a second opinion:
+        a spike it agrees with (>= ``anomaly_agree``) is critical."""
         cfg, out = self.config, []
         history = len(self.baseline.window)
         if m.log_return is not None and self.prev_ewma and history >= cfg.min_history:
@@ -59,12 +62,12 @@ class VolatilityAlerts:
                 ))  # fmt: skip
         if m.ewma_vol is not None:
             if history >= cfg.min_history:
-                out.extend(self._spike(m, m.ewma_vol, self.baseline.get()))
+                out.extend(self._spike(m, m.ewma_vol, self.baseline.get(), anomaly))
             self.baseline.update(m.ewma_vol)
             self.prev_ewma = m.ewma_vol
         return out
 
-    def _spike(self, m: Metrics, vol: float, base: float) -> list[Alert]:
+    def _spike(self, m: Metrics, vol: float, base: float, anomaly: float | None) -> list[Alert]:
         cfg = self.config
         if base <= 0:
             return []
@@ -75,10 +78,13 @@ class VolatilityAlerts:
         if ratio < cfg.spike_ratio:
             return []
         self.in_spike = True
-        severity = "critical" if ratio >= 2 * cfg.spike_ratio else "warning"
+        agrees = anomaly is not None and anomaly >= cfg.anomaly_agree
+        severity = "critical" if ratio >= 2 * cfg.spike_ratio or agrees else "warning"
+        opinion = "" if anomaly is None else f"; anomaly score {anomaly:.3f}"
         return [Alert(
             m.start_us, m.symbol, "volatility_spike", severity, vol, cfg.spike_ratio * base,
-            f"{m.symbol} volatility {vol:.3g} per bar is {ratio:.1f}x its baseline {base:.3g}",
+            f"{m.symbol} volatility {vol:.3g} per bar is {ratio:.1f}x its baseline "
+            f"{base:.3g}{opinion}",
         )]  # fmt: skip
 
 

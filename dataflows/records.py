@@ -38,10 +38,10 @@ class RowBlock(NamedTuple):
     """
 
     first_seq: int
-    time: list[object]
-    symbol: list[object]
-    price: list[object]
-    size: list[object] | None
+    time: Sequence[object]
+    symbol: Sequence[object]
+    price: Sequence[object]
+    size: Sequence[object] | None
 
 
 class Tick(NamedTuple):

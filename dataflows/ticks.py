@@ -21,17 +21,19 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from dataflows.alerts import (
-    AlertConfig,
-    MarketOpen,
-    StaleFeed,
-    VolatilityAlerts,
-    market_open_check,
+from dataflows.alerts import AlertConfig, MarketOpen, StaleFeed, market_open_check
+from dataflows.analysis import (
+    Analysed,
+    Analysis,
+    AnalysisConfig,
+    CheckpointConfig,
+    CheckpointLoader,
 )
 from dataflows.bars import BarConfig, BarEvent, BarLogic, BarState, Clock, frozen_clock
-from dataflows.metrics import MetricsConfig, MetricsState
+from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig, Parsed, TickChunk, parse_batch
-from dataflows.records import Alert, Bar, Metrics, RawBatch, Reject
+from dataflows.records import Alert, RawBatch, Reject
+from online_models import ModelConfig
 
 
 def wall_clock() -> int:
@@ -44,7 +46,14 @@ class FlowConfig:
     bars: BarConfig = field(default_factory=BarConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    models: ModelConfig = field(default_factory=ModelConfig)
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     live: bool = True  # watermarks follow the wall clock; replays follow event time only
+    checkpoint_loader: CheckpointLoader | None = None  # restores models on a fresh start
+
+    @property
+    def analysis(self) -> AnalysisConfig:
+        return AnalysisConfig(self.metrics, self.alerts, self.models, self.checkpoints)
 
     @property
     def clock(self) -> Clock:
@@ -60,30 +69,9 @@ class Sinks:
     bars: Sink[Any]
     metrics: Sink[Any]
     alerts: Sink[Any]
-
-
-@dataclass
-class SymbolState:
-    """Everything kept per symbol after the bars: picklable, snapshotted by Bytewax."""
-
-    metrics: MetricsState
-    alerts: VolatilityAlerts
-
-
-class Analysis:
-    """Per-bar step: metrics, then alerts from them."""
-
-    def __init__(self, config: FlowConfig):
-        self.config = config
-
-    def __call__(
-        self, state: SymbolState | None, bar: Bar
-    ) -> tuple[SymbolState, tuple[Bar, Metrics, list[Alert]]]:
-        if state is None:
-            cfg = self.config
-            state = SymbolState(MetricsState(cfg.metrics), VolatilityAlerts(cfg.alerts))
-        metrics = state.metrics.update(bar)
-        return state, (bar, metrics, state.alerts.update(metrics))
+    forecasts: Sink[Any]
+    scores: Sink[Any]
+    checkpoints: Sink[Any]
 
 
 class StaleCheck:
@@ -133,10 +121,18 @@ def build_flow(
     parse_rejects = op.filter_map("parse_rejects", parsed, lambda p: _nonempty(p.rejects))
     op.output("rejects_out", op.merge("all_rejects", parse_rejects, late), sinks.rejects)
 
-    analysed = op.stateful_map("analysis", bars, Analysis(config))
-    op.output("bars_out", op.map("bar_rows", analysed, lambda kv: [kv[1][0]]), sinks.bars)
-    op.output("metrics_out", op.map("metric_rows", analysed, lambda kv: [kv[1][1]]), sinks.metrics)
-    bar_alerts = op.filter_map("bar_alerts", analysed, lambda kv: _nonempty(kv[1][2]))
+    analysis = Analysis(config.analysis, config.clock, config.checkpoint_loader)
+    analysed = op.map("analysed", op.stateful_map("analysis", bars, analysis), _value)
+    op.output("bars_out", op.map("bar_rows", analysed, lambda a: [a.bar]), sinks.bars)
+    op.output("metrics_out", op.map("metric_rows", analysed, lambda a: [a.metrics]), sinks.metrics)
+    for name, sink in (
+        ("forecasts", sinks.forecasts),
+        ("scores", sinks.scores),
+        ("checkpoints", sinks.checkpoints),
+    ):
+        rows = op.filter_map(f"{name}_rows", analysed, partial(_rows_of, name))
+        op.output(f"{name}_out", rows, sink)
+    bar_alerts = op.filter_map("bar_alerts", analysed, lambda a: _nonempty(a.alerts))
 
     feeds = op.key_on("by_source", op.filter("live_batches", parsed, _is_live), _source_of)
     stale_check = StaleCheck(config.alerts, market_open_check(config.alerts.stale_calendar))
@@ -144,6 +140,14 @@ def build_flow(
     stale_alerts = op.filter_map("stale_alerts", stale, lambda kv: _nonempty(kv[1]))
     op.output("alerts_out", op.merge("all_alerts", bar_alerts, stale_alerts), sinks.alerts)
     return flow
+
+
+def _value(kv: tuple[str, Analysed]) -> Analysed:
+    return kv[1]
+
+
+def _rows_of(name: str, analysed: Analysed) -> list[Any] | None:
+    return _nonempty(getattr(analysed, name))
 
 
 def _is_live(parsed: Parsed) -> bool:

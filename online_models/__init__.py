@@ -1,1 +1,29 @@
-"""online_models"""
+"""Online models of returns and volatility, one bar at a time (River's way).
+
+The pipeline only needs :class:`SymbolModels` (per symbol: ``step``, ``checkpoint``,
+``restore``) and :class:`ModelConfig`; the estimators are River regressors and anomaly
+detectors, one per module.
+"""
+
+from online_models.checkpoint import CHECKPOINT_VERSION, CheckpointRow
+from online_models.config import RETURN_MODELS, VOLATILITY_MODELS, ModelConfig
+from online_models.symbol_models import (
+    ForecastRow,
+    ScoreRow,
+    StepResult,
+    SymbolModels,
+    restore,
+)
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "RETURN_MODELS",
+    "VOLATILITY_MODELS",
+    "CheckpointRow",
+    "ForecastRow",
+    "ModelConfig",
+    "ScoreRow",
+    "StepResult",
+    "SymbolModels",
+    "restore",
+]

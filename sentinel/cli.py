@@ -188,9 +188,9 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from bytewax.run import cli_main
-    from connectors.replay import ReplaySource
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    from connectors.replay import ReplaySource
     from dataflows.parse import ParseConfig
     from dataflows.ticks import build_flow
     from sentinel.pipeline import flow_config, timescale_sinks
@@ -229,6 +229,20 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             epoch_interval=timedelta(seconds=args.snapshot_interval), recovery_config=recovery,
         )  # fmt: skip
     console.print(f"replay of {args.file} done ({bar_seconds} s bars)")
+    return 0
+
+
+# -- sentinel evaluate --------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from online_models.evaluate import format_table
+    from sentinel.evaluate import evaluate
+
+    with console.status("replaying the S&P 500 daily series through the dataflow..."):
+        evaluation, flow_seconds = evaluate(burn_in=args.burn_in, garch_refit=args.garch_refit)
+    out.print(format_table(evaluation))
+    out.print(f"\ndataflow: {flow_seconds:.1f} s for the whole series (all models, all outputs)")
     return 0
 
 
@@ -273,6 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--recovery-dir", type=Path, help="Bytewax recovery: resume after a crash")
     rep.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds")
     rep.set_defaults(func=cmd_replay)
+
+    ev = sub.add_parser("evaluate", help="score the online models on the S&P 500, vs GARCH")
+    ev.add_argument("--burn-in", type=int, default=250, help="days before scoring starts")
+    ev.add_argument("--garch-refit", type=int, default=20, help="days between GARCH refits")
+    ev.set_defaults(func=cmd_evaluate)
 
     db = sub.add_parser("db", help="the embedded TimescaleDB")
     db.add_argument("action", choices=["start", "stop", "status", "url", "migrate"])

@@ -8,6 +8,8 @@ CLI.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -16,12 +18,16 @@ from connectors.timescale import (
     ALERTS,
     BAR_METRICS,
     BARS,
+    FORECASTS,
+    MODEL_CHECKPOINTS,
+    MODEL_SCORES,
     TICKS,
     TICKS_REJECTED,
     TableSpec,
     TimescaleSink,
 )
 from dataflows.alerts import AlertConfig
+from dataflows.analysis import CheckpointConfig
 from dataflows.bars import BarConfig
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig
@@ -54,6 +60,7 @@ def flow_config(
             stale_after_s=s.stale_after_s,
             stale_calendar=s.stale_calendar,
         ),
+        checkpoints=CheckpointConfig(s.checkpoint_every_s, s.checkpoint_clock),
         live=live,
     )
 
@@ -68,7 +75,28 @@ def timescale_sinks(dsn: str, batch_rows: int = 50_000) -> Sinks:
         bars=sink(BARS),
         metrics=sink(BAR_METRICS),
         alerts=sink(ALERTS),
+        forecasts=sink(FORECASTS),
+        scores=sink(MODEL_SCORES),
+        checkpoints=sink(MODEL_CHECKPOINTS),
     )
+
+
+def checkpoint_loader(dsn: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    """Reads a symbol's newest `model_checkpoints` rows (one per model, same time)."""
+
+    def load(symbol: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(dsn, connect_timeout=10) as conn:
+            rows = conn.execute(
+                """SELECT (extract(epoch FROM time) * 1e6)::bigint, symbol, model, version,
+                          bars_seen, state, metrics
+                   FROM model_checkpoints
+                   WHERE symbol = %s
+                     AND time = (SELECT max(time) FROM model_checkpoints WHERE symbol = %s)""",
+                [symbol, symbol],
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
+    return load
 
 
 def database_url(settings: Settings) -> str:
@@ -94,7 +122,8 @@ def default_wiring() -> tuple[Any, Sinks, FlowConfig]:
     source = FinnhubSource(
         url=settings.feed_url, token=token, symbols=settings.symbol_list, tickers_dsn=dsn
     )
-    return source, timescale_sinks(dsn, settings.sink_batch_rows), flow_config(settings)
+    config = replace(flow_config(settings), checkpoint_loader=checkpoint_loader(dsn))
+    return source, timescale_sinks(dsn, settings.sink_batch_rows), config
 
 
 def seed_tickers(dsn: str, symbols: list[str]) -> int:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     stale_after_s: float = 60.0
     stale_calendar: str = "XNYS"
     sink_batch_rows: int = 50_000
+    checkpoint_every_s: float = Field(default=1200.0, description="Model checkpoint interval.")
+    checkpoint_clock: str = Field(default="event", description="'event' or 'system' time.")
     workers: int = 1
     recovery_dir: Path | None = None
     snapshot_interval_s: float = 10.0

@@ -37,5 +37,16 @@ def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, log.read_text()[-2000:]
     with psycopg.connect(db) as conn:
         row = conn.execute("SELECT count(DISTINCT symbol) FROM bars").fetchone()
+        # Forecasts are written with the bar they follow: the newest forecast of each
+        # symbol was made at its newest bar, for every model.
+        lag = conn.execute(
+            """SELECT b.symbol, b.last_bar, f.model, f.last_made
+               FROM (SELECT symbol, max(time) AS last_bar FROM bars GROUP BY 1) b
+               LEFT JOIN (SELECT symbol, model, max(made_at) AS last_made FROM forecasts
+                          GROUP BY 1, 2) f USING (symbol)"""
+        ).fetchall()
     assert row is not None
     assert row[0] == 5, "every default ticker has bars"
+    assert {r[0] for r in lag} == {r[0] for r in lag if r[2] is not None}, "forecasts for all"
+    assert all(r[1] == r[3] for r in lag), lag
+    assert {r[2] for r in lag} >= {"har", "ewma", "linear", "zero"}
