@@ -18,7 +18,7 @@ HYPERTABLES = {
     "model_checkpoints": "time",
     "alerts": "time",
 }
-PLAIN_TABLES = {"tickers", "schema_migrations"}
+PLAIN_TABLES = {"tickers", "schema_migrations", "feed_status", "sink_status", "alert_notifications"}
 CONTRACT_COLUMNS = {
     "tickers": {"symbol", "active", "added_at"},
     "ticks": {"time", "symbol", "price", "size", "seq"},
