@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -250,6 +251,7 @@ class _FeedThread:
                     while True:
                         cur = await conn.execute("SELECT symbol FROM tickers WHERE active")
                         self._set_wanted(frozenset(row[0] for row in await cur.fetchall()))
+                        await self._report_status(conn)
                         async for _ in conn.notifies(timeout=self._poll_interval_s, stop_after=1):
                             pass
             except Exception as exc:  # whatever went wrong, keep the feed going
@@ -260,6 +262,33 @@ class _FeedThread:
                     self._poll_interval_s,
                 )
                 await asyncio.sleep(self._poll_interval_s)
+
+    async def _report_status(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Upsert this feed's state into ``feed_status`` (for /health and Grafana).
+
+        Best effort: a failure here must never disturb following the tickers."""
+        st = self.state
+        last = (
+            datetime.fromtimestamp(st.last_message_us / US, tz=timezone.utc)
+            if st.last_message_us
+            else None
+        )
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    """INSERT INTO feed_status (source, url, connected, subscribed,
+                           last_message_at, reconnects, last_error, updated_at)
+                       VALUES ('finnhub', %s, %s, %s, %s, %s, %s, now())
+                       ON CONFLICT (source) DO UPDATE SET url = EXCLUDED.url,
+                           connected = EXCLUDED.connected, subscribed = EXCLUDED.subscribed,
+                           last_message_at = EXCLUDED.last_message_at,
+                           reconnects = EXCLUDED.reconnects, last_error = EXCLUDED.last_error,
+                           updated_at = now()""",
+                    [self.url, st.connected, sorted(self.wanted), last, st.reconnects,
+                     st.last_error],
+                )  # fmt: skip
+        except psycopg.Error as exc:
+            logger.debug("could not record the feed status: %s", exc)
 
 
 class _FinnhubPartition(StatefulSourcePartition[RawBatch, None]):

@@ -13,6 +13,7 @@ from dataflows.records import US, RawBatch
 from dataflows.ticks import FlowConfig, build_flow
 from sentinel.pipeline import timescale_sinks
 from tests.dataflows.test_parse import BAD_MESSAGES, BAD_TRADES, CLOCK_MS, CLOCK_US, message, trade
+from tests.integration.procs import wait_until
 
 
 def test_every_bad_input_class_lands_in_ticks_rejected_and_good_ticks_are_stored(db: str) -> None:
@@ -37,6 +38,7 @@ def test_every_bad_input_class_lands_in_ticks_rejected_and_good_ticks_are_stored
         ).fetchall()
         ticks = conn.execute("SELECT count(*) FROM ticks").fetchone()
         bars = conn.execute("SELECT count(*), sum(trades) FROM bars").fetchone()
+
     expected = sorted([*BAD_MESSAGES, *BAD_TRADES, "late"])
     assert sorted(r[0] for r in rejects) == expected
     assert all(r[1] for r in rejects), "every reject keeps its raw payload"
@@ -47,3 +49,12 @@ def test_every_bad_input_class_lands_in_ticks_rejected_and_good_ticks_are_stored
     assert ticks == (good + 1,), "good ticks, and the late one too, are in `ticks`"
     assert bars is not None
     assert bars[1] == good, "the late tick is in no bar"
+
+    def reported() -> dict[str, int]:
+        with psycopg.connect(db) as conn:
+            rows = conn.execute("SELECT table_name, rows_written FROM sink_status WHERE worker = 0")
+            return dict(rows.fetchall())
+
+    # Each sink publishes its counters, at most a few seconds behind.
+    want = {"ticks": good + 1, "ticks_rejected": len(expected)}
+    wait_until(lambda: {k: reported().get(k) for k in want} == want, 10, "sink_status")

@@ -44,6 +44,12 @@ def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path
             with psycopg.connect(db) as conn:
                 conn.execute("INSERT INTO tickers (symbol) VALUES ('MSFT')")
             wait_until(lambda: scalar(db, bars, "MSFT") >= 2, 30, "MSFT bars", flow_log)
+            with psycopg.connect(db) as conn:
+                feed = conn.execute(
+                    "SELECT connected, subscribed, now() - updated_at < interval '10 s'"
+                    " FROM feed_status WHERE source = 'finnhub'"
+                ).fetchone()
+            assert feed == (True, ["AAPL", "MSFT"], True), "the feed reports its state"
             assert scalar(db, "SELECT count(*) FROM bar_metrics WHERE symbol = 'MSFT'") >= 1
 
             stop(sim, signal.SIGKILL)
