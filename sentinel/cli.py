@@ -246,6 +246,21 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- sentinel bench -----------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from sentinel.bench import run
+
+    dsn = database_url(settings, start=True)
+    result = run(dsn, ticks=args.ticks, echo=lambda m: console.print(f"[dim]bench:[/] {m}"),
+                 api=not args.no_api)  # fmt: skip
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _positive(text: str, name: str) -> float:
     try:
         value = float(text)
@@ -287,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--recovery-dir", type=Path, help="Bytewax recovery: resume after a crash")
     rep.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds")
     rep.set_defaults(func=cmd_replay)
+
+    bench = sub.add_parser("bench", help="throughput and memory, as JSON on stdout")
+    bench.add_argument("--ticks", type=int, default=400_000, help="ticks through the pipeline")
+    bench.add_argument("--no-api", action="store_true", help="skip the HTTP load test")
+    bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("evaluate", help="score the online models on the S&P 500, vs GARCH")
     ev.add_argument("--burn-in", type=int, default=250, help="days before scoring starts")

@@ -1,0 +1,188 @@
+"""``sentinel bench``: throughput and memory, measured in one run, as JSON.
+
+Timings on a shared 2-core machine are noisy, so the figures that matter are ratios
+taken in the same run: the pipeline's end-to-end ticks/s (Finnhub messages in, every
+output written to TimescaleDB) over a raw binary COPY of the same ticks into the same
+table. Everything runs against a scratch database that is dropped afterwards, and any
+HTTP load goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+from bytewax.testing import TestingSource, run_main
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from connectors.simulator import TickGenerator, finnhub_trade_message
+from dataflows.bars import BarConfig
+from dataflows.parse import ParseConfig
+from dataflows.records import US, RawBatch
+from dataflows.ticks import FlowConfig, build_flow
+from sentinel.pipeline import timescale_sinks
+from timescale.migrate import migrate
+
+SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "GOOGL", "META", "SPY")
+Echo = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def scratch_database(dsn: str, name: str = "sentinel_bench") -> Iterator[str]:
+    """A freshly migrated database beside ``dsn``'s, dropped afterwards."""
+    admin = make_conninfo(dsn, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    bench = make_conninfo(dsn, dbname=name)
+    try:
+        migrate(bench, echo=lambda _: None)
+        yield bench
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def make_batches(n_ticks: int, seed: int = 1) -> tuple[list[RawBatch], int]:
+    """Simulated trades as Finnhub messages (up to 1000 trades each), 20 messages a batch,
+    generated before timing starts."""
+    start = 1_700_000_000 * US
+    rate = 200.0  # trades/s per symbol: a busy session
+    gen = TickGenerator(list(SYMBOLS), seed, start, rates=dict.fromkeys(SYMBOLS, rate))
+    span_us = int(n_ticks / (rate * len(SYMBOLS)) * US)
+    trades = gen.advance(start + span_us)
+    messages = [
+        (i, finnhub_trade_message(trades[j : j + 1000]))
+        for i, j in enumerate(range(0, len(trades), 1000))
+    ]
+    batches = [
+        RawBatch("bench", trades[min(len(trades) - 1, (k + 20) * 1000 - 1)].time_ms * 1000,
+                 messages[k : k + 20])
+        for k in range(0, len(messages), 20)
+    ]  # fmt: skip
+    return batches, len(trades)
+
+
+def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
+    batches, n = make_batches(n_ticks)
+    echo(f"pipeline: {n:,} ticks through the dataflow into TimescaleDB")
+    config = FlowConfig(
+        parse=ParseConfig(max_future_s=86_400, max_past_s=86_400),
+        bars=BarConfig(bar_seconds=1, allowance_s=0.5),
+        live=False,
+    )
+    started = time.perf_counter()
+    run_main(build_flow(TestingSource(batches), timescale_sinks(dsn, report_status=False), config))
+    e2e = time.perf_counter() - started
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT time, symbol, price, size, seq FROM ticks").fetchall()
+        counts = {
+            t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+            for t in ("ticks", "bars", "bar_metrics", "forecasts", "model_scores")
+        }
+        conn.execute("TRUNCATE ticks")
+        conn.commit()
+        echo(f"raw COPY: the same {len(rows):,} ticks, binary COPY straight into `ticks`")
+        started = time.perf_counter()
+        with conn.cursor().copy(
+            "COPY ticks (time, symbol, price, size, seq) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["timestamptz", "text", "float8", "float8", "int8"])
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        raw = time.perf_counter() - started
+    e2e_rate, raw_rate = n / e2e, len(rows) / raw
+    return {
+        "ticks": n,
+        "bar_seconds": 1,
+        "end_to_end_ticks_per_s": round(e2e_rate),
+        "raw_copy_rows_per_s": round(raw_rate),
+        "ratio_end_to_end_over_raw_copy": round(e2e_rate / raw_rate, 3),
+        "rows_written": counts,
+    }
+
+
+def models(n_bars: int = 3000) -> dict[str, Any]:
+    """predict + learn steps/s of one symbol's whole model set."""
+    import pickle
+
+    from connectors.simulator import start_price
+    from dataflows.metrics import MetricsState
+    from dataflows.records import Bar
+    from online_models import SymbolModels
+
+    gen = TickGenerator(["AAPL"], 3, 0, rates={"AAPL": 5.0})
+    bars, price = [], start_price("AAPL")
+    for i in range(n_bars):
+        trades = gen.advance((i + 1) * 60 * US) or []
+        close = trades[-1].price if trades else price
+        hi = max([t.price for t in trades] + [price])
+        lo = min([t.price for t in trades] + [price])
+        bars.append(Bar(i * 60 * US, "AAPL", price, hi, lo, close, 1.0, None, 1, 60))
+        price = close
+    metrics, symbol_models = MetricsState(), SymbolModels("AAPL")
+    started = time.perf_counter()
+    for bar in bars:
+        symbol_models.step(bar, metrics.update(bar))
+    elapsed = time.perf_counter() - started
+    return {
+        "bars": n_bars,
+        "steps_per_s": round(n_bars / elapsed),
+        "pickled_bytes_per_symbol": len(pickle.dumps(symbol_models)),
+    }
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run(dsn: str, *, ticks: int = 400_000, echo: Echo = print, api: bool = True) -> dict[str, Any]:
+    host = conninfo_to_dict(dsn).get("host") or "local socket"
+    result: dict[str, Any] = {"database_host": host}
+    with scratch_database(dsn) as bench:
+        result["pipeline"] = pipeline(bench, ticks, echo)
+        echo("models: stepping one symbol's model set")
+        result["models"] = models()
+        if api:
+            echo("api: load test of /forecasts/{symbol} on 127.0.0.1")
+            result["api"] = api_load(bench)
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def api_load(dsn: str) -> dict[str, Any]:
+    """Start the API on a free 127.0.0.1 port over ``dsn`` and load /forecasts/AAPL."""
+    import os
+    import subprocess
+    import sys
+
+    from api.loadtest import load_test
+    from sentinel.stack import wait_for_port
+    from timescale.embedded import free_port
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": dsn}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 30)
+        return load_test(f"http://127.0.0.1:{port}", "/forecasts/AAPL", duration_s=5.0)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
