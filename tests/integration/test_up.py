@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from tests.integration.procs import running, wait_until
-from timescale.embedded import free_port
+from timescale.embedded import _pid_alive, free_port
 
 
 @pytest.mark.slow
@@ -50,3 +50,26 @@ def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
     assert {r[0] for r in lag} == {r[0] for r in lag if r[2] is not None}, "forecasts for all"
     assert all(r[1] == r[3] for r in lag), lag
     assert {r[2] for r in lag} >= {"har", "ewma", "linear", "zero"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_feed_and_the_dataflow(db: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+
+    log = tmp_path / "up.log"
+    port = free_port()
+    env = {"DATABASE_URL": db, "SENTINEL_HOME": str(tmp_path / "home"),
+           "SENTINEL_SIM_PORT": str(port), "SENTINEL_BAR": "1s"}  # fmt: skip
+    with running(["-m", "sentinel", "up"], env, log) as proc:
+        wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 60, "start-up", log)
+        children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
+        assert len(children) == 2, "the simulator and the dataflow"
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    assert "stopped the feed and the dataflow" in log.read_text()
+    for pid in children:
+        assert not _pid_alive(pid), f"child {pid} is still running"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the simulator no longer listens"
