@@ -79,6 +79,11 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         out.print(database_url(settings))
     elif action == "migrate":
         run_migrations(settings, database_url(settings, start=True))
+    elif action == "seed":
+        from sentinel.pipeline import seed_tickers
+
+        added = seed_tickers(database_url(settings, start=True), settings.symbol_list)
+        console.print(f"tickers: added {added}" if added else "tickers: table not empty, unchanged")
     return 0
 
 
@@ -261,6 +266,34 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- sentinel grafana ---------------------------------------------------------------------
+
+
+def cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    if args.action == "build":
+        from grafana.build import build
+
+        for path in build(args.out):
+            out.print(str(path))
+        return 0
+    from grafana.sync import SyncError, sync
+
+    if not args.url:
+        raise CommandError("grafana sync needs the Grafana URL, e.g. http://localhost:3000")
+    try:
+        report = sync(
+            args.url, token=args.token, user=args.user, password=args.password,
+            env=os.environ, webhook_url=args.webhook_url, force=args.force,
+        )  # fmt: skip
+    except SyncError as exc:
+        raise CommandError(str(exc)) from exc
+    for line in report.lines():
+        out.print(line)
+    return 0
+
+
 def _positive(text: str, name: str) -> float:
     try:
         value = float(text)
@@ -303,6 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds")
     rep.set_defaults(func=cmd_replay)
 
+    gf = sub.add_parser("grafana", help="dashboards and alert rules as code")
+    gf.add_argument("action", choices=["build", "sync"])
+    gf.add_argument("url", nargs="?", help="sync: the Grafana to push to")
+    gf.add_argument("--out", type=Path, help="build: output directory")
+    gf.add_argument("--token", help="sync: service account token")
+    gf.add_argument("--user", help="sync: basic-auth user")
+    gf.add_argument("--password", help="sync: basic-auth password")
+    gf.add_argument("--webhook-url", default="http://api:8000/alerts/notifications",
+                    help="sync: where Grafana posts alert notifications")  # fmt: skip
+    gf.add_argument("--force", action="store_true", help="sync: write even what is unchanged")
+    gf.set_defaults(func=cmd_grafana)
+
     bench = sub.add_parser("bench", help="throughput and memory, as JSON on stdout")
     bench.add_argument("--ticks", type=int, default=400_000, help="ticks through the pipeline")
     bench.add_argument("--no-api", action="store_true", help="skip the HTTP load test")
@@ -314,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     db = sub.add_parser("db", help="the embedded TimescaleDB")
-    db.add_argument("action", choices=["start", "stop", "status", "url", "migrate"])
+    db.add_argument("action", choices=["start", "stop", "status", "url", "migrate", "seed"])
     db.set_defaults(func=cmd_db)
     return parser
 

@@ -1,0 +1,26 @@
+# The application image: the `sentinel` command line, the dataflow and the API.
+# Bytewax 0.21 ships wheels for glibc and CPython <= 3.12 only, hence Debian slim 3.12.
+FROM python:3.12.8-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY sentinel ./sentinel
+COPY dataflows ./dataflows
+COPY connectors ./connectors
+COPY online_models ./online_models
+COPY api ./api
+COPY timescale ./timescale
+COPY grafana ./grafana
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+
+FROM python:3.12.8-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SENTINEL_HOME=/var/lib/sentinel
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/sentinel sentinel
+COPY --from=build /opt/venv /opt/venv
+USER sentinel
+WORKDIR /var/lib/sentinel
+ENTRYPOINT ["sentinel"]
+CMD ["--help"]

@@ -1,0 +1,248 @@
+"""Pipeline health: throughput, dead letters, lag and the sinks.
+
+Rates come from `bars` (each bar counts its trades), never from scanning `ticks` over the
+time range: raw ticks are read only for the last minute, through their primary key.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard, stat, table, timeseries
+from grafana_foundation_sdk.models import common as common_models
+
+from grafana.common import (
+    Sql,
+    color_cells,
+    datasource,
+    new_dashboard,
+    prop,
+    symbol_variable,
+    table_panel,
+    thresholds,
+    time_series_panel,
+    with_panels,
+)
+
+UID = "sentinel-pipeline-health"
+TITLE = "Stock Sentinel: pipeline health"
+
+SYMBOLS = "symbol IN (${symbol:sqlstring})"
+# A bucket is never shorter than the bars it counts (a 5 s bar in a 1 s bucket would
+# read as five times its rate).
+BUCKET_S = "greatest($__interval_ms / 1000.0, max(bar_seconds))"
+
+
+def _stacked_bars(panel: timeseries.Panel) -> timeseries.Panel:
+    return (
+        panel.draw_style(common_models.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+        .stacking(common_builders.StackingConfig().mode(common_models.StackingMode.NORMAL))
+    )
+
+
+def ticks_per_second() -> timeseries.Panel:
+    sql = f"""
+SELECT $__timeGroupAlias(time, $__interval), symbol AS metric,
+       sum(trades) / {BUCKET_S} AS ticks_per_s
+FROM bars
+WHERE $__timeFilter(time) AND {SYMBOLS}
+GROUP BY 1, 2
+ORDER BY 1
+"""
+    return (
+        time_series_panel(
+            "Ticks/s per symbol", "Trades per second that went into bars, per symbol."
+        )
+        .with_target(Sql(sql).time_series())
+        .unit("reqps")
+        .height(8)
+        .span(12)
+    )
+
+
+def bars_per_second() -> timeseries.Panel:
+    sql = f"""
+SELECT $__timeGroupAlias(time, $__interval), symbol AS metric,
+       count(*) / {BUCKET_S} AS bars_per_s
+FROM bars
+WHERE $__timeFilter(time) AND {SYMBOLS}
+GROUP BY 1, 2
+ORDER BY 1
+"""
+    return (
+        time_series_panel(
+            "Bars/s per symbol",
+            "Bars written per second, per symbol (one per bar length while it trades).",
+        )
+        .with_target(Sql(sql).time_series())
+        .unit("reqps")
+        .decimals(3)
+        .height(8)
+        .span(12)
+    )
+
+
+def ticks_last_minute() -> stat.Panel:
+    sql = f"""
+SELECT $__timeTo()::timestamptz AS time, symbol AS metric, count(*) / 60.0 AS ticks_per_s
+FROM ticks
+WHERE $__timeFilter(time) AND time > $__timeTo()::timestamptz - interval '1 minute'
+  AND {SYMBOLS}
+GROUP BY symbol
+ORDER BY 1
+"""
+    return (
+        stat.Panel()
+        .title("Ticks/s, last minute")
+        .description("Raw trades stored in the last minute of the range, per second.")
+        .datasource(datasource())
+        .with_target(Sql(sql).time_series())
+        .unit("reqps")
+        .decimals(1)
+        .graph_mode(common_models.BigValueGraphMode.NONE)
+        .text_mode(common_models.BigValueTextMode.VALUE_AND_NAME)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .height(5)
+        .span(12)
+    )
+
+
+def feed_lag() -> stat.Panel:
+    sql = """
+SELECT $__timeTo()::timestamptz AS time, t.symbol AS metric,
+       extract(epoch FROM $__timeTo()::timestamptz
+                          - (b.time + b.bar_seconds * interval '1 second')) AS lag_s
+FROM tickers t
+CROSS JOIN LATERAL (
+    SELECT time, bar_seconds FROM bars
+    WHERE symbol = t.symbol AND $__timeFilter(time)
+    ORDER BY time DESC LIMIT 1
+) b
+WHERE t.active AND t.symbol IN (${symbol:sqlstring})
+ORDER BY 1
+"""
+    return (
+        stat.Panel()
+        .title("Feed lag: seconds since the newest bar closed")
+        .description(
+            "How far each active ticker's newest bar lags the end of the range. A bar is "
+            "written one late allowance after it closes, so a healthy live feed stays "
+            "within a bar length plus the allowance."
+        )
+        .datasource(datasource())
+        .with_target(Sql(sql).time_series())
+        .unit("s")
+        .decimals(1)
+        .graph_mode(common_models.BigValueGraphMode.NONE)
+        .color_mode(common_models.BigValueColorMode.BACKGROUND)
+        .text_mode(common_models.BigValueTextMode.VALUE_AND_NAME)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .thresholds(thresholds((None, "green"), (30.0, "orange"), (120.0, "red")))
+        .height(5)
+        .span(12)
+    )
+
+
+def rejects_by_reason() -> timeseries.Panel:
+    sql = """
+SELECT $__timeGroupAlias(received_at, $__interval), reason AS metric, count(*) AS rejects
+FROM ticks_rejected
+WHERE $__timeFilter(received_at)
+GROUP BY 1, 2
+ORDER BY 1
+"""
+    return _stacked_bars(
+        time_series_panel(
+            "Rejected ticks by reason",
+            "Messages and trades the parser refused (ticks_rejected), by reason, per bucket.",
+        )
+        .with_target(Sql(sql).time_series())
+        .height(8)
+        .span(12)
+    )
+
+
+def late_ticks() -> timeseries.Panel:
+    sql = """
+SELECT $__timeGroupAlias(received_at, $__interval), coalesce(symbol, '?') AS metric,
+       count(*) AS late_ticks
+FROM ticks_rejected
+WHERE $__timeFilter(received_at) AND reason = 'late'
+GROUP BY 1, 2
+ORDER BY 1
+"""
+    return _stacked_bars(
+        time_series_panel(
+            "Late ticks by symbol",
+            "Trades older than their bar's watermark: stored in ticks, left out of bars.",
+        )
+        .with_target(Sql(sql).time_series())
+        .height(8)
+        .span(12)
+    )
+
+
+def feed_status() -> table.Panel:
+    sql = """
+SELECT source, connected, url, cardinality(subscribed) AS subscribed,
+       extract(epoch FROM $__timeTo()::timestamptz - last_message_at) AS since_last_message_s,
+       reconnects, last_error, updated_at
+FROM feed_status
+WHERE $__timeFilter(updated_at)
+ORDER BY source
+"""
+    return (
+        table_panel(
+            "Feed connection",
+            "The live feed's state as the dataflow last reported it (feed_status).",
+        )
+        .with_target(Sql(sql).table())
+        .override_by_name(
+            "since_last_message_s", [prop("unit", "s"), prop("displayName", "Since last message")]
+        )
+        .override_by_name("updated_at", [prop("unit", "dateTimeAsIso")])
+        .height(6)
+        .span(12)
+    )
+
+
+def sink_status() -> table.Panel:
+    sql = """
+SELECT table_name, worker, rows_written, rows_skipped, retries, last_error, updated_at
+FROM sink_status
+WHERE $__timeFilter(updated_at)
+ORDER BY (last_error IS NULL), retries DESC, table_name, worker
+"""
+    return (
+        table_panel(
+            "Sinks: rows, retries and errors",
+            "Each TimescaleDB sink partition's counters (sink_status). Retries count failed "
+            "attempts; last_error is the latest failure, if any.",
+        )
+        .with_target(Sql(sql).table())
+        .override_by_name("retries", color_cells((None, "transparent"), (1, "red")))
+        .override_by_name("updated_at", [prop("unit", "dateTimeAsIso")])
+        .height(6)
+        .span(12)
+    )
+
+
+PANELS = (
+    ticks_per_second,
+    bars_per_second,
+    ticks_last_minute,
+    feed_lag,
+    rejects_by_reason,
+    late_ticks,
+    feed_status,
+    sink_status,
+)
+
+
+def build() -> dashboard.Dashboard:
+    board = new_dashboard(
+        TITLE,
+        UID,
+        "Throughput per symbol, rejected and late ticks, feed lag and connection, sinks.",
+    ).with_variable(symbol_variable(multi=True))
+    return with_panels(board, PANELS)

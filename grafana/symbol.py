@@ -1,0 +1,253 @@
+"""Symbol detail: one ticker (``$symbol``) in bars of ``$interval``.
+
+Bars are re-aggregated with ``time_bucket`` (TimescaleDB's ``first``/``last`` give the
+open and close), so any ``$interval`` at least as long as the pipeline's bar works.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import candlestick, dashboard, table, timeseries
+from grafana_foundation_sdk.models import candlestick as candlestick_models
+from grafana_foundation_sdk.models import common as common_models
+from grafana_foundation_sdk.models import dashboard as dashboard_models
+
+from grafana.common import (
+    Sql,
+    SqlAnnotation,
+    band,
+    datasource,
+    new_dashboard,
+    prop,
+    symbol_variable,
+    table_panel,
+    time_series_panel,
+    with_panels,
+)
+
+UID = "sentinel-symbol-detail"
+TITLE = "Stock Sentinel: symbol detail"
+
+SYMBOL = "${symbol:sqlstring}"
+INTERVALS = ("5s", "15s", "1m", "5m", "15m", "1h", "1d")
+DEFAULT_INTERVAL = "1m"
+
+
+def interval_variable() -> dashboard.IntervalVariable:
+    return (
+        dashboard.IntervalVariable("interval")
+        .label("Interval")
+        .values(",".join(INTERVALS))
+        .current(dashboard_models.VariableOption(selected=True, text=DEFAULT_INTERVAL,
+                                                 value=DEFAULT_INTERVAL))
+        .options([dashboard_models.VariableOption(selected=i == DEFAULT_INTERVAL, text=i, value=i)
+                  for i in INTERVALS])
+    )  # fmt: skip
+
+
+def alerts_annotation() -> dashboard.AnnotationQuery:
+    sql = f"""
+SELECT time, kind || ' (' || severity || '): ' || message AS text, kind AS tags
+FROM alerts
+WHERE symbol = {SYMBOL} AND $__timeFilter(time)
+ORDER BY time
+"""
+    return (
+        dashboard.AnnotationQuery()
+        .name("Alerts")
+        .datasource(datasource())
+        .enable(True)
+        .icon_color("red")
+        .target(SqlAnnotation(sql))
+    )
+
+
+def candles() -> candlestick.Panel:
+    sql = f"""
+SELECT $__timeGroupAlias(time, $interval),
+       first(open, time) AS open,
+       max(high) AS high,
+       min(low) AS low,
+       last(close, time) AS close,
+       sum(volume) AS volume
+FROM bars
+WHERE symbol = {SYMBOL} AND $__timeFilter(time)
+GROUP BY 1
+ORDER BY 1
+"""
+    return (
+        candlestick.Panel()
+        .title("$symbol: price and volume")
+        .description("OHLC candles and volume, the pipeline's bars re-aggregated to $interval.")
+        .datasource(datasource())
+        .with_target(Sql(sql).table())
+        .mode(candlestick_models.VizDisplayMode.CANDLES_VOLUME)
+        .candle_style(candlestick_models.CandleStyle.CANDLES)
+        .color_strategy(candlestick_models.ColorStrategy.OPEN_CLOSE)
+        .fields(
+            candlestick.CandlestickFieldMap()
+            .open("open")
+            .high("high")
+            .low("low")
+            .close("close")
+            .volume("volume")
+        )
+        .colors(candlestick.CandlestickColors().up("green").down("red").flat("gray"))
+        .include_all_fields(False)
+        .unit("currencyUSD")
+        .override_by_name("volume", [prop("unit", "short")])
+        .height(10)
+        .span(24)
+    )
+
+
+def returns() -> timeseries.Panel:
+    sql = f"""
+SELECT $__timeGroupAlias(time, $interval), sum(log_return) AS log_return
+FROM bar_metrics
+WHERE symbol = {SYMBOL} AND $__timeFilter(time)
+GROUP BY 1
+ORDER BY 1
+"""
+    return (
+        time_series_panel("$symbol: log returns", "Log return of each $interval bucket.")
+        .with_target(Sql(sql).time_series())
+        .draw_style(common_models.GraphDrawStyle.BARS)
+        .fill_opacity(60)
+        .unit("percentunit")
+        .height(8)
+        .span(12)
+    )
+
+
+def volatility() -> timeseries.Panel:
+    realized = f"""
+SELECT $__timeGroupAlias(time, $interval),
+       avg(realized_vol_ann) AS realized,
+       avg(ewma_vol_ann) AS ewma
+FROM bar_metrics
+WHERE symbol = {SYMBOL} AND $__timeFilter(time)
+GROUP BY 1
+ORDER BY 1
+"""
+    # Forecasts are per-bar standard deviations; the bar metrics' own annualization
+    # factor (realized_vol_ann / realized_vol) puts them on the same scale.
+    forecast = f"""
+SELECT $__timeGroupAlias(f.time, $interval),
+       avg(f.value) FILTER (WHERE f.model = 'har') * s.scale AS "forecast (har)",
+       min(f.value) * s.scale AS "forecast range low",
+       max(f.value) * s.scale AS "forecast range high"
+FROM forecasts f,
+     (SELECT realized_vol_ann / realized_vol AS scale
+      FROM bar_metrics
+      WHERE symbol = {SYMBOL} AND $__timeFilter(time) AND realized_vol > 0
+      ORDER BY time DESC LIMIT 1) s
+WHERE f.symbol = {SYMBOL} AND f.target = 'volatility' AND f.horizon = 1
+  AND f.model IN ('har', 'ewma', 'rolling') AND $__timeFilter(f.time)
+GROUP BY 1, s.scale
+ORDER BY 1
+"""
+    panel = (
+        time_series_panel(
+            "$symbol: realized vs forecast volatility (annualized)",
+            "Realized (rolling window) and EWMA volatility against the har model's "
+            "next-bar forecast; the band spans the har, ewma and rolling forecasts.",
+        )
+        .with_target(Sql(realized).time_series().ref_id("A"))
+        .with_target(Sql(forecast).time_series().ref_id("B"))
+        .unit("percentunit")
+        .height(8)
+        .span(12)
+    )
+    for name, props in band("forecast range high", "forecast range low"):
+        panel = panel.override_by_name(name, props)
+    return panel.override_by_name("forecast (har)", [prop("custom.lineWidth", 2)])
+
+
+def sharpe() -> timeseries.Panel:
+    sql = f"""
+SELECT $__timeGroupAlias(time, $interval), last(sharpe, time) AS sharpe
+FROM bar_metrics
+WHERE symbol = {SYMBOL} AND $__timeFilter(time)
+GROUP BY 1
+ORDER BY 1
+"""
+    return (
+        time_series_panel("$symbol: Sharpe ratio", "Rolling Sharpe ratio, annualized.")
+        .with_target(Sql(sql).time_series())
+        .decimals(2)
+        .height(8)
+        .span(12)
+    )
+
+
+def forecast_vs_actual_returns() -> timeseries.Panel:
+    actual = f"""
+SELECT time, log_return AS actual
+FROM bar_metrics
+WHERE symbol = {SYMBOL} AND $__timeFilter(time) AND log_return IS NOT NULL
+ORDER BY time
+"""
+    forecast = f"""
+SELECT time, value AS "forecast (linear)", lower AS "90% lower", upper AS "90% upper"
+FROM forecasts
+WHERE symbol = {SYMBOL} AND model = 'linear' AND target = 'return' AND horizon = 1
+  AND $__timeFilter(time)
+ORDER BY time
+"""
+    panel = (
+        time_series_panel(
+            "$symbol: forecast vs actual returns (per bar)",
+            "Each bar's log return against the linear model's forecast for it and its 90% "
+            "interval (the har volatility forecast times 1.645).",
+        )
+        .with_target(Sql(actual).time_series().ref_id("A"))
+        .with_target(Sql(forecast).time_series().ref_id("B"))
+        .unit("percentunit")
+        .height(8)
+        .span(12)
+    )
+    for name, props in band("90% upper", "90% lower"):
+        panel = panel.override_by_name(name, props)
+    return panel.override_by_name(
+        "actual",
+        [prop("custom.drawStyle", "points"), prop("custom.pointSize", 3),
+         prop("custom.showPoints", "always")],
+    )  # fmt: skip
+
+
+def symbol_alerts() -> table.Panel:
+    sql = f"""
+SELECT time, kind, severity, value, threshold, message
+FROM alerts
+WHERE symbol = {SYMBOL} AND $__timeFilter(time)
+ORDER BY time DESC
+LIMIT 100
+"""
+    return (
+        table_panel(
+            "$symbol: alerts",
+            "The alerts also drawn as annotations on the time series.",
+        )
+        .with_target(Sql(sql).table())
+        .override_by_name("time", [prop("unit", "dateTimeAsIso")])
+        .height(8)
+        .span(24)
+    )
+
+
+PANELS = (candles, returns, volatility, sharpe, forecast_vs_actual_returns, symbol_alerts)
+
+
+def build() -> dashboard.Dashboard:
+    board = (
+        new_dashboard(
+            TITLE,
+            UID,
+            "One ticker: candles with volume, returns, realized vs forecast volatility, "
+            "Sharpe ratio, forecast vs actual returns, alerts as annotations.",
+        )
+        .with_variable(symbol_variable(multi=False))
+        .with_variable(interval_variable())
+        .annotation(alerts_annotation())
+    )
+    return with_panels(board, PANELS)
