@@ -20,6 +20,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     SENTINEL_HOME=/var/lib/sentinel
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/sentinel sentinel
 COPY --from=build /opt/venv /opt/venv
+COPY docs /opt/sentinel/docs
 USER sentinel
 WORKDIR /var/lib/sentinel
 ENTRYPOINT ["sentinel"]

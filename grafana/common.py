@@ -27,7 +27,9 @@ TAGS = ["generated", "stock-sentinel"]
 
 # Where each alert's runbook_url points: one section of docs/runbook.md per rule. Set it
 # to wherever the repository is hosted; `build` writes it into the alert rules.
-RUNBOOK_BASE_URL = "https://github.com/stock-sentinel/stock-sentinel/blob/main/docs/runbook.md"
+# The API serves docs/runbook.md at /runbook; in docker compose it is published on
+# localhost:8000, where the person reading the alert opens it.
+RUNBOOK_BASE_URL = "http://localhost:8000/runbook"
 
 # Alert rule query models carry the defaults Grafana itself adds when it stores a rule,
 # so that what `sync` sends and what Grafana returns compare equal.

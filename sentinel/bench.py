@@ -161,28 +161,9 @@ def run(dsn: str, *, ticks: int = 400_000, echo: Echo = print, api: bool = True)
 
 
 def api_load(dsn: str) -> dict[str, Any]:
-    """Start the API on a free 127.0.0.1 port over ``dsn`` and load /forecasts/AAPL."""
-    import os
-    import subprocess
-    import sys
+    """Serve the API on 127.0.0.1 over ``dsn`` (filled by the pipeline run) and load
+    ``/forecasts/AAPL`` for 5 s with 8 concurrent clients, at most 5,000 requests."""
+    from api.loadtest import bench_api
 
-    from api.loadtest import load_test
-    from sentinel.stack import wait_for_port
-    from timescale.embedded import free_port
-
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": dsn}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        wait_for_port("127.0.0.1", port, 30)
-        return load_test(f"http://127.0.0.1:{port}", "/forecasts/AAPL", duration_s=5.0)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return bench_api({"DATABASE_URL": dsn}, "AAPL", duration_s=5, concurrency=8,
+                     max_requests=5000)  # fmt: skip

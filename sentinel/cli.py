@@ -130,11 +130,12 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if settings.recovery_dir:
             flow_cmd += _recovery_args(settings.recovery_dir, settings.snapshot_interval_s)
         stack.spawn("dataflow", flow_cmd, env)
-        _print_up(dsn, feed_url, env["SENTINEL_BAR"], stack)
+        api_url = _start_api(stack, settings, env)
+        _print_up(dsn, feed_url, env["SENTINEL_BAR"], stack, api_url)
         return _supervise(stack, dsn, args.duration, row_counts)
     finally:
         stack.stop_all()
-        console.print("stopped the feed and the dataflow; the database keeps running "
+        console.print("stopped the API, the feed and the dataflow; the database keeps running "
                       "(`sentinel db stop` stops it)")  # fmt: skip
 
 
@@ -147,8 +148,19 @@ def _recovery_args(directory: Path, snapshot_s: float) -> list[str]:
     return ["-r", str(directory), "-s", str(int(max(1, snapshot_s)))]
 
 
-def _print_up(dsn: str, feed_url: str, bar: str, stack: Any) -> None:
+def _start_api(stack: Any, settings: Settings, env: dict[str, str]) -> str:
+    from api.serve import uvicorn_command, wait_healthy
+
+    host, port = settings.api_host, settings.api_port
+    api = stack.spawn("api", uvicorn_command(host, port), env)
+    url = f"http://{host}:{port}"
+    wait_healthy(url, 60, api.proc)
+    return url
+
+
+def _print_up(dsn: str, feed_url: str, bar: str, stack: Any, api_url: str) -> None:
     out.print("[bold green]Stock Sentinel is up[/]")
+    out.print(f"  api       {api_url}  (docs: {api_url}/docs)")
     out.print(f"  database  {dsn}")
     out.print(f"  feed      {feed_url}")
     out.print(f"  dataflow  {bar} bars")

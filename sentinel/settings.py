@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "xxx", "todo"}
@@ -73,6 +73,40 @@ class Settings(BaseSettings):
     recovery_dir: Path | None = None
     snapshot_interval_s: float = 10.0
 
+    # -- HTTP API ----------------------------------------------------------------------
+    api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(default=8000, ge=1, le=65_535, description="Port of the API.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, mutating requests need it in the X-API-Key header "
+        "(or `Authorization: Bearer <key>`).",
+    )
+    api_read_key_required: bool = Field(
+        default=False, description="Reads need the API key too (not /health nor /docs)."
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed by CORS ('*' for any)."
+    )
+    api_default_limit: int = Field(default=1000, ge=1, description="Rows when no limit given.")
+    api_max_limit: int = Field(default=10_000, ge=1, description="Largest `limit` accepted.")
+    api_max_range_s: float = Field(
+        default=31 * 86_400.0, gt=0, description="Longest start..end for raw rows."
+    )
+    api_max_bucketed_range_s: float = Field(
+        default=366 * 86_400.0, gt=0, description="Longest start..end with `interval`."
+    )
+    api_db_pool_size: int = Field(default=10, ge=1, description="Largest database pool.")
+    api_db_timeout_s: float = Field(
+        default=5.0, gt=0, description="Wait at most this for a database connection (else 503)."
+    )
+    api_statement_timeout_s: float = Field(default=15.0, gt=0, description="Per query.")
+    api_stream_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Keep-alive comment interval on /stream."
+    )
+    api_stream_queue: int = Field(
+        default=1000, ge=1, description="Events buffered per /stream client before dropping."
+    )
+
     @field_validator("grafana_db_password")
     @classmethod
     def _no_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
@@ -84,6 +118,25 @@ class Settings(BaseSettings):
     @classmethod
     def _real_token(cls, v: SecretStr | None) -> SecretStr | None:
         return cls._no_placeholder(v)
+
+    @field_validator("api_key")
+    @classmethod
+    def _real_api_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            return None  # an empty SENTINEL_API_KEY means "no key"
+        if v is not None and len(v.get_secret_value().strip()) < 8:
+            raise ValueError("is too short; use at least 8 characters")
+        return cls._no_placeholder(v)
+
+    @model_validator(mode="after")
+    def _read_key_needs_a_key(self) -> Settings:
+        if self.api_read_key_required and self.api_key is None:
+            raise ValueError("api_read_key_required needs SENTINEL_API_KEY to be set")
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def symbol_list(self) -> list[str]:

@@ -19,6 +19,7 @@ def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
         "DATABASE_URL": db,
         "SENTINEL_HOME": str(tmp_path / "home"),
         "SENTINEL_SIM_PORT": str(free_port()),
+        "SENTINEL_API_PORT": str(free_port()),
         "SENTINEL_BAR": "1s",
     }
     with running(["-m", "sentinel", "up", "--duration", "40"], env, log) as proc:
@@ -31,7 +32,15 @@ def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
             return len(lines) >= 2 and lines[-1][0] > lines[0][0] > 0
 
         wait_until(grown, 35, "growing bar counts in the status lines", log)
-        assert "Stock Sentinel is up" in log.read_text()
+        text = log.read_text()
+        assert "Stock Sentinel is up" in text
+        api = re.search(r"api\s+(http://\S+)", text)
+        assert api, text
+        import httpx
+
+        health = httpx.get(f"{api.group(1)}/health", timeout=10)
+        assert health.status_code == 200
+        assert httpx.get(f"{api.group(1)}/docs", timeout=10).status_code == 200
         assert lines[-1][1] > lines[0][1] > 0, "metrics grow with the bars"
         proc.wait(60)
     assert proc.returncode == 0, log.read_text()[-2000:]
@@ -61,14 +70,15 @@ def test_ctrl_c_stops_the_feed_and_the_dataflow(db: str, tmp_path: Path) -> None
     log = tmp_path / "up.log"
     port = free_port()
     env = {"DATABASE_URL": db, "SENTINEL_HOME": str(tmp_path / "home"),
-           "SENTINEL_SIM_PORT": str(port), "SENTINEL_BAR": "1s"}  # fmt: skip
+           "SENTINEL_SIM_PORT": str(port), "SENTINEL_BAR": "1s",
+           "SENTINEL_API_PORT": str(free_port())}  # fmt: skip
     with running(["-m", "sentinel", "up"], env, log) as proc:
         wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 60, "start-up", log)
         children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
-        assert len(children) == 2, "the simulator and the dataflow"
+        assert len(children) == 3, "the simulator, the dataflow and the API"
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(60)
-    assert "stopped the feed and the dataflow" in log.read_text()
+    assert "stopped the API, the feed and the dataflow" in log.read_text()
     for pid in children:
         assert not _pid_alive(pid), f"child {pid} is still running"
     with socket.socket() as s:

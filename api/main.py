@@ -1,0 +1,180 @@
+"""The FastAPI application: ``uvicorn api.main:app`` (settings from the environment), or
+:func:`create_app` with explicit settings in tests and tools.
+
+The lifespan opens one ``psycopg_pool.AsyncConnectionPool`` (without waiting for the
+database: requests get 503 until it is reachable, and the pool reconnects by itself)
+and starts the ``/stream`` hub's single LISTEN connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from api import errors
+from api.routes import (
+    alerts,
+    bar_metrics,
+    bars,
+    forecasts,
+    health,
+    models,
+    prometheus,
+    runbook,
+    stream,
+)
+from api.routes import tickers as tickers_routes
+from api.schemas import ErrorOut
+from api.stream import StreamHub
+from api.telemetry import MetricsMiddleware, RequestMetrics
+from sentinel.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Stock Sentinel's HTTP API: bars, metrics, forecasts, models and alerts from TimescaleDB,
+the tickers the live dataflow follows, live updates (`/stream`) and Prometheus metrics.
+
+Times are ISO 8601 in UTC. Every error is JSON: `{"error": "<what is wrong>", "detail": ...}`.
+Mutating requests need the API key (`X-API-Key`) when `SENTINEL_API_KEY` is set.
+"""
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def database_url(settings: Settings) -> str:
+    """``DATABASE_URL``, else the embedded database's DSN."""
+    if settings.database_url:
+        return settings.database_url
+    from timescale.embedded import EmbeddedPostgres
+
+    return EmbeddedPostgres(settings.home_dir, settings.pg_bin, settings.db_os_user).dsn()
+
+
+def make_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[Any]:
+    statement_ms = int(settings.api_statement_timeout_s * 1000)
+
+    async def configure(conn: AsyncConnection[Any]) -> None:
+        await conn.execute("SET TIME ZONE 'UTC'")
+        await conn.execute(f"SET statement_timeout = {statement_ms}")
+
+    return AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        # Above min_size, so that a pool that gave up reconnecting grows again on demand.
+        max_size=max(2, settings.api_db_pool_size),
+        open=False,
+        timeout=settings.api_db_timeout_s,
+        kwargs={"autocommit": True, "connect_timeout": max(2, int(settings.api_db_timeout_s))},
+        configure=configure,
+        check=AsyncConnectionPool.check_connection,
+        name="sentinel-api",
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    dsn = app.state.dsn or database_url(settings)
+    pool = make_pool(dsn, settings)
+    await pool.open(wait=False)
+    hub = StreamHub(dsn, queue_size=settings.api_stream_queue)
+    task = asyncio.create_task(hub.run(), name="sentinel-stream-listener")
+    app.state.pool, app.state.hub = pool, hub
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        app.state.pool = app.state.hub = None
+        await pool.close()
+
+
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+
+
+def fit_schema_to_settings(schema: dict[str, Any], settings: Settings) -> None:
+    """Make the OpenAPI schema exact for this configuration: security (and 401/403) only
+    where a key is really required, and the configured maximum `limit`."""
+    for operations in schema.get("paths", {}).values():
+        for method, op in operations.items():
+            needs_key = settings.api_key is not None and (
+                method in WRITE_METHODS or settings.api_read_key_required
+            )
+            if not needs_key and "security" in op:
+                del op["security"]
+                for status in ("401", "403"):
+                    op.get("responses", {}).pop(status, None)
+            for param in op.get("parameters", []):
+                if param.get("name") == "limit" and param.get("in") == "query":
+                    for branch in param["schema"].get("anyOf", [param["schema"]]):
+                        if branch.get("type") == "integer":
+                            branch["maximum"] = settings.api_max_limit
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    dsn: str | None = None,
+    clock: Callable[[], datetime] = system_clock,
+) -> FastAPI:
+    """The application; ``dsn`` overrides the settings' database (tests)."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Stock Sentinel",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={500: {"model": ErrorOut, "description": "Unexpected error"}},
+    )
+    app.state.settings = settings
+    app.state.dsn = dsn
+    app.state.clock = clock
+    app.state.pool = app.state.hub = None
+    app.state.request_metrics = RequestMetrics()
+    errors.install(app)
+    for module in (
+        health,
+        tickers_routes,
+        bars,
+        bar_metrics,
+        forecasts,
+        models,
+        alerts,
+        stream,
+        prometheus,
+        runbook,
+    ):
+        app.include_router(module.router)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.request_metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            fit_schema_to_settings(FastAPI.openapi(app), settings)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()

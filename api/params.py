@@ -1,0 +1,176 @@
+"""Query parameters shared by the routes, and the checks that turn them into a
+:class:`~api.db.Window` (or a 422 that says what is wrong).
+
+Contract for time-series endpoints (``/bars``, ``/metrics``, forecast history):
+- ``start`` (inclusive) and ``end`` (exclusive) are ISO 8601; a time without an offset
+  is UTC. ``start`` after ``end`` is a 422.
+- The answer is the rows in the range sorted by ``order`` (``desc``, newest first, by
+  default), the first ``limit`` of them (``api_default_limit``, at most ``api_max_limit``).
+- Raw rows: a range given with both ends spans at most ``api_max_range_s``.
+- ``interval`` (``30s``, ``1m``, ``1h``, ``1d`` or seconds; 1 s to 31 days) re-buckets
+  with ``time_bucket``. Without ``end`` the range ends after the newest row; without
+  ``start`` it holds ``limit`` buckets. It spans at most ``api_max_bucketed_range_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Path, Query
+
+from api.db import Window
+from api.errors import bad_request
+from api.schemas import STREAM_KINDS, SYMBOL_PATTERN, SYMBOL_RULE, Order
+from sentinel.settings import Settings, parse_interval
+
+MAX_INTERVAL_S = 31 * 86_400
+INTERVAL_PATTERN = r"^0*[1-9][0-9]{0,7}[smhdSMHD]?$"
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+
+SymbolPath = Annotated[
+    str,
+    Path(pattern=SYMBOL_PATTERN, max_length=32, description=f"Ticker symbol ({SYMBOL_RULE})."),
+]
+# ISO 8601 date and time (the offset optional: none means UTC), not bare numbers or dates.
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?"
+    r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+)
+
+
+def time_query(description: str) -> Any:
+    return Query(
+        pattern=TIME_PATTERN,
+        max_length=40,
+        description=description,
+        examples=["2024-05-01T13:30:00Z"],
+    )
+
+
+TimeText = Annotated[str | None, time_query("A time (ISO 8601; no offset = UTC).")]
+Start = Annotated[str | None, time_query("Range start, inclusive (ISO 8601; no offset = UTC).")]
+End = Annotated[str | None, time_query("Range end, exclusive (ISO 8601; no offset = UTC).")]
+Limit = Annotated[
+    int | None,
+    Query(ge=1, description="Rows to return (default and maximum set by the server)."),
+]
+OrderQ = Annotated[Order, Query(description="'desc': newest first; 'asc': oldest first.")]
+Interval = Annotated[
+    str | None,
+    Query(
+        pattern=INTERVAL_PATTERN,
+        description="Re-bucket into intervals of this length: 30s, 1m, 5m, 1h, 1d, or "
+        "seconds (1 s to 31 days).",
+    ),
+]
+
+
+def to_utc(name: str, text: str | None) -> datetime | None:
+    """An ISO 8601 query parameter as an aware UTC datetime (no offset means UTC)."""
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace(",", ".").replace("z", "Z"))
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise bad_request(
+            f"invalid request: query parameter '{name}': bad time {text!r}: {exc}"
+        ) from None
+
+
+def check_limit(settings: Settings, limit: int | None) -> int:
+    if limit is None:
+        return min(settings.api_default_limit, settings.api_max_limit)
+    if limit > settings.api_max_limit:
+        raise bad_request(f"limit {limit} is too large (at most {settings.api_max_limit})")
+    return limit
+
+
+def check_interval(interval: str | None) -> int | None:
+    if interval is None:
+        return None
+    try:
+        seconds = parse_interval(interval)
+    except ValueError as exc:
+        raise bad_request(f"bad interval: {exc}") from None
+    if not 1 <= seconds <= MAX_INTERVAL_S:
+        raise bad_request(f"bad interval {interval!r}: must be 1 s to 31 days")
+    return seconds
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86_400:g} days"
+
+
+def check_range(
+    start: datetime | None, end: datetime | None, max_s: float, what: str, hint: str = ""
+) -> None:
+    if start is None or end is None:
+        return
+    if start > end:
+        raise bad_request(f"start ({start.isoformat()}) is after end ({end.isoformat()})")
+    span = (end - start).total_seconds()
+    if span > max_s:
+        raise bad_request(
+            f"range of {_days(span)} is too large for {what} (at most {_days(max_s)}){hint}"
+        )
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    start: datetime | None
+    end: datetime | None
+    limit: int
+    order: Order
+    interval_s: int | None
+
+    def window(self, newest: datetime | None, settings: Settings) -> Window:
+        """The window to query; ``newest`` is the symbol's newest row time (used only to
+        place a re-bucketed range that has no ``end``)."""
+        if self.interval_s is None:
+            return Window(self.start, self.end, self.limit, self.order)
+        end = self.end
+        if end is None:
+            end = (newest or EARLIEST) + timedelta(microseconds=1)
+            if self.start is not None:
+                end = max(end, self.start)  # nothing after `start` yet: an empty range
+        start = self.start
+        if start is None:
+            try:
+                start = end - timedelta(seconds=self.interval_s * self.limit)
+            except OverflowError:
+                start = EARLIEST
+            start = max(start, EARLIEST)
+        check_range(start, end, settings.api_max_bucketed_range_s, "re-bucketed rows")
+        return Window(start, end, self.limit, self.order, self.interval_s)
+
+
+def series_query(
+    settings: Settings,
+    start: str | None,
+    end: str | None,
+    limit: int | None,
+    order: Order,
+    interval: str | None = None,
+) -> SeriesQuery:
+    s, e = to_utc("start", start), to_utc("end", end)
+    interval_s = check_interval(interval)
+    if interval_s is None:
+        hint = "; pass interval= to re-bucket"
+        check_range(s, e, settings.api_max_range_s, "raw rows", hint)
+    else:
+        check_range(s, e, settings.api_max_bucketed_range_s, "re-bucketed rows")
+    return SeriesQuery(s, e, check_limit(settings, limit), order, interval_s)
+
+
+def split_list(name: str, text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()] if text else []
+
+
+def check_kinds(text: str | None) -> set[str] | None:
+    kinds = {k.lower() for k in split_list("kinds", text)}
+    if bad := sorted(kinds - set(STREAM_KINDS)):
+        raise bad_request(f"bad kind {bad[0]!r}: use {', '.join(STREAM_KINDS)}")
+    return kinds or None

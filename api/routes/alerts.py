@@ -1,0 +1,95 @@
+"""``/alerts``: the pipeline's alerts, and Grafana's notifications (its webhook contact
+point posts to ``/alerts/notifications``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from api import db
+from api.deps import PoolDep, ReadAccess, SettingsDep, WriteAccess
+from api.errors import responses
+from api.params import check_limit, check_range, time_query, to_utc
+from api.schemas import (
+    SYMBOL_PATTERN,
+    AlertOut,
+    GrafanaWebhook,
+    NotificationOut,
+    NotificationsStored,
+)
+
+router = APIRouter(prefix="/alerts", tags=["alerts"], dependencies=[ReadAccess])
+
+Since = Annotated[str | None, time_query("From this time, inclusive (ISO 8601).")]
+Until = Annotated[str | None, time_query("Before this time (ISO 8601).")]
+Limit = Annotated[int | None, Query(ge=1, description="Rows to return, newest first.")]
+
+
+@router.get("", response_model=list[AlertOut], responses=responses(401, 403, 422, 503))
+async def list_alerts(
+    pool: PoolDep,
+    settings: SettingsDep,
+    symbol: Annotated[
+        str | None, Query(pattern=SYMBOL_PATTERN, max_length=32, description="Only this symbol.")
+    ] = None,
+    kind: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z_]{1,64}$", description="volatility_spike, price_jump, stale_feed"),
+    ] = None,
+    severity: Annotated[Literal["info", "warning", "critical"] | None, Query()] = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = None,
+) -> list[AlertOut]:
+    """Alerts, newest first, filtered by symbol, kind, severity and time."""
+    lo, hi = to_utc("since", since), to_utc("until", until)
+    check_range(lo, hi, float("inf"), "alerts")
+    n = check_limit(settings, limit)
+    sym = symbol.upper() if symbol else None
+    async with pool.connection() as conn:
+        rows = await db.alerts(
+            conn, symbol=sym, kind=kind, severity=severity, since=lo, until=hi, limit=n
+        )
+    return [AlertOut(**r) for r in rows]
+
+
+@router.post(
+    "/notifications",
+    response_model=NotificationsStored,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[WriteAccess],
+    responses=responses(401, 403, 422, 503),
+)
+async def receive_notification(body: GrafanaWebhook, pool: PoolDep) -> NotificationsStored:
+    """Grafana's webhook contact point. Stores one `alert_notifications` row per alert in
+    the payload (status, rule uid, title = `summary` annotation or `alertname`, message =
+    `description` annotation or the payload's message), each with the payload's envelope
+    and that alert as JSON; a payload without alerts is stored as one row. Needs the API
+    key when one is configured (Grafana: an `X-API-Key` header, or the key as the
+    Authorization credentials with scheme `Bearer`)."""
+    payload = body.model_dump(mode="json", exclude_none=True)
+    async with pool.connection() as conn:
+        ids = await db.store_notifications(conn, payload)
+    return NotificationsStored(stored=len(ids), ids=ids)
+
+
+@router.get(
+    "/notifications",
+    response_model=list[NotificationOut],
+    responses=responses(401, 403, 422, 503),
+)
+async def list_notifications(
+    pool: PoolDep,
+    settings: SettingsDep,
+    status_: Annotated[
+        str | None, Query(alias="status", max_length=32, description="firing or resolved")
+    ] = None,
+    since: Since = None,
+    limit: Limit = None,
+) -> list[NotificationOut]:
+    """Notifications received from Grafana, newest first."""
+    lo, n = to_utc("since", since), check_limit(settings, limit)
+    async with pool.connection() as conn:
+        rows = await db.notifications(conn, status=status_, since=lo, limit=n)
+    return [NotificationOut(**r) for r in rows]

@@ -1,0 +1,88 @@
+"""``GET /forecasts/{symbol}``: the newest forecasts with their models' scores, or the
+history of forecasts in a time range."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from api import db
+from api.deps import PoolDep, ReadAccess, SettingsDep
+from api.errors import not_found, responses
+from api.params import End, Limit, OrderQ, Start, SymbolPath, series_query
+from api.schemas import ForecastOut, ForecastsOut, Target
+
+router = APIRouter(prefix="/forecasts", tags=["forecasts"], dependencies=[ReadAccess])
+
+MODEL_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+ModelQ = Annotated[str | None, Query(pattern=MODEL_PATTERN, description="Only this model.")]
+TargetQ = Annotated[Target | None, Query(description="Only this target.")]
+HorizonQ = Annotated[int | None, Query(ge=1, le=32_767, description="Only this horizon.")]
+
+
+def scores_by_model(rows: list[db.Row]) -> dict[str, dict[str, Any]]:
+    """Latest `model_scores` rows -> {model: {"scores": {metric: value}, "time": newest}}."""
+    out: dict[str, dict[str, Any]] = defaultdict(lambda: {"scores": {}, "time": None})
+    for r in rows:
+        entry = out[r["model"]]
+        entry["scores"][r["metric"]] = r["value"]
+        entry["target"] = r["target"]
+        if entry["time"] is None or r["time"] > entry["time"]:
+            entry["time"] = r["time"]
+    return dict(out)
+
+
+@router.get("/{symbol}", response_model=ForecastsOut, responses=responses(401, 403, 404, 422, 503))
+async def get_forecasts(
+    symbol: SymbolPath,
+    pool: PoolDep,
+    settings: SettingsDep,
+    start: Start = None,
+    end: End = None,
+    limit: Limit = None,
+    order: OrderQ = "desc",
+    model: ModelQ = None,
+    target: TargetQ = None,
+    horizon: HorizonQ = None,
+) -> ForecastsOut:
+    """Without `start` and `end` (mode `latest`): the newest forecast of each model,
+    target and horizon, each with its model's latest prequential scores (the newest
+    `model_scores` row per metric) and the time of its newest checkpoint; `limit` and
+    `order` do not apply. With `start` and/or `end` (mode `history`): the forecasts whose
+    `time` (the forecast bar's expected start) is in the range, selected like
+    `/bars/{symbol}`. `model`, `target` and `horizon` filter both modes. 404 for a symbol
+    with no ticker and no forecasts."""
+    sym = symbol.upper()
+    query = series_query(settings, start, end, limit, order)
+    async with pool.connection() as conn:
+        if start is None and end is None:
+            forecasts = await _latest(conn, sym, model, target, horizon)
+        else:
+            window = query.window(None, settings)
+            rows = await db.forecast_history(conn, sym, window, model, target, horizon)
+            forecasts = [ForecastOut(**r) for r in rows]
+        if not forecasts and not await db.symbol_known(conn, sym, ["forecasts"]):
+            raise not_found(f"unknown symbol {sym!r}: no ticker and no forecasts")
+    mode: Literal["latest", "history"] = "latest" if start is None and end is None else "history"
+    return ForecastsOut(symbol=sym, mode=mode, count=len(forecasts), forecasts=forecasts)
+
+
+async def _latest(
+    conn: db.Conn, sym: str, model: str | None, target: str | None, horizon: int | None
+) -> list[ForecastOut]:
+    rows = await db.latest_forecasts(conn, sym, model, target, horizon)
+    if not rows:
+        return []
+    scores = scores_by_model(await db.latest_scores(conn, sym, model))
+    checkpoints = {c["model"]: c["time"] for c in await db.latest_checkpoints(conn, sym, model)}
+    return [
+        ForecastOut(
+            **r,
+            scores=scores.get(r["model"], {}).get("scores", {}),
+            scores_time=scores.get(r["model"], {}).get("time"),
+            last_checkpoint=checkpoints.get(r["model"]),
+        )
+        for r in rows
+    ]

@@ -1,0 +1,243 @@
+"""Request and response models: every endpoint declares one, so the OpenAPI schema is exact.
+
+Times are ISO 8601 in UTC (``2024-05-01T13:30:00Z``). Floats that the pipeline may leave
+empty (or that are not finite) are ``null``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.:_^=-]{0,31}$"
+SYMBOL_RULE = (
+    "1 to 32 characters: letters, digits and . : _ - ^ =, starting with a letter or a "
+    "digit; case-insensitive (stored in upper case)"
+)
+Symbol = Annotated[
+    str,
+    StringConstraints(pattern=SYMBOL_PATTERN, min_length=1, max_length=32),
+    AfterValidator(str.upper),
+    Field(description=f"Ticker symbol, e.g. AAPL or BINANCE:BTCUSDT ({SYMBOL_RULE})."),
+]
+Order = Literal["asc", "desc"]
+Target = Literal["return", "volatility"]
+StreamKind = Literal["bar", "forecast", "alert"]
+STREAM_KINDS: tuple[StreamKind, ...] = ("bar", "forecast", "alert")
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 5xx answer."""
+
+    error: str = Field(description="What is wrong, in one sentence.")
+    detail: Any = Field(default=None, description="Machine-readable details, if any.")
+
+
+# -- health --------------------------------------------------------------------------------
+
+
+class DatabaseHealth(BaseModel):
+    reachable: bool
+    server_version: str | None = None
+    timescaledb_version: str | None = None
+    timescaledb_license: str | None = None
+
+
+class FeedHealth(BaseModel):
+    source: str
+    url: str | None
+    connected: bool
+    subscribed: list[str]
+    last_message_at: datetime | None
+    reconnects: int
+    last_error: str | None
+    updated_at: datetime
+
+
+class SymbolHealth(BaseModel):
+    symbol: str
+    active: bool
+    last_tick: datetime | None = Field(description="Time of the newest raw tick.")
+    last_bar: datetime | None = Field(description="Start of the newest bar.")
+    last_bar_end: datetime | None = Field(description="End of the newest bar.")
+    tick_lag_s: float | None = Field(description="Now minus the newest tick time.")
+    bar_lag_s: float | None = Field(description="Now minus the newest bar's end.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"] = Field(
+        description="'degraded' when a feed is disconnected; the database is reachable."
+    )
+    time: datetime = Field(description="The server's clock.")
+    database: DatabaseHealth
+    feeds: list[FeedHealth] = Field(description="Rows of `feed_status`.")
+    feed_connected: bool | None = Field(description="Every feed connected (null: no feed).")
+    symbols: list[SymbolHealth] = Field(description="One per row of `tickers`.")
+    dataflow_lag_s: float | None = Field(
+        description="Now minus the end of the newest bar of any ticker (null: no bar)."
+    )
+    tick_lag_s: float | None = Field(description="Now minus the newest tick of any ticker.")
+    stream_listening: bool = Field(description="/stream's LISTEN connection is up.")
+
+
+# -- tickers -------------------------------------------------------------------------------
+
+
+class TickerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: Symbol
+
+
+class TickerOut(BaseModel):
+    symbol: str
+    active: bool
+    added_at: datetime
+    updated_at: datetime
+
+
+# -- bars and metrics ----------------------------------------------------------------------
+
+
+class BarOut(BaseModel):
+    time: datetime = Field(description="Start of the bar (or of the bucket).")
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    volume: float | None
+    vwap: float | None
+    trades: int
+    bar_seconds: int = Field(description="Length of the bar, or of the bucket.")
+
+
+class BarsOut(BaseModel):
+    symbol: str
+    interval_s: int | None = Field(description="Bucket length; null for the stored bars.")
+    order: Order
+    count: int
+    bars: list[BarOut]
+
+
+class MetricOut(BaseModel):
+    time: datetime = Field(description="Start of the bar (or of the bucket).")
+    log_return: float | None = Field(description="Per bar; summed over a bucket.")
+    realized_vol: float | None = Field(description="Per-bar std; last value of a bucket.")
+    ewma_vol: float | None = Field(description="Per-bar std; last value of a bucket.")
+    realized_vol_ann: float | None
+    ewma_vol_ann: float | None
+    sharpe: float | None
+    bars_seen: int
+
+
+class MetricsOut(BaseModel):
+    symbol: str
+    interval_s: int | None = Field(description="Bucket length; null for the stored rows.")
+    order: Order
+    count: int
+    metrics: list[MetricOut]
+
+
+# -- forecasts and models ------------------------------------------------------------------
+
+
+class ForecastOut(BaseModel):
+    model: str
+    target: str
+    horizon: int
+    time: datetime = Field(description="Expected start of the forecast bar.")
+    value: float | None
+    lower: float | None
+    upper: float | None
+    made_at: datetime = Field(description="Start of the last bar the model had seen.")
+    scores: dict[str, float | None] | None = Field(
+        default=None, description="The model's latest score per metric (latest mode only)."
+    )
+    scores_time: datetime | None = Field(default=None, description="When they were scored.")
+    last_checkpoint: datetime | None = Field(
+        default=None, description="Time of the model's newest checkpoint (latest mode only)."
+    )
+
+
+class ForecastsOut(BaseModel):
+    symbol: str
+    mode: Literal["latest", "history"]
+    count: int
+    forecasts: list[ForecastOut]
+
+
+class CheckpointOut(BaseModel):
+    time: datetime
+    version: int
+    bars_seen: int
+
+
+class ModelOut(BaseModel):
+    model: str
+    target: str | None = Field(description="null for models that forecast nothing (anomaly).")
+    scores: dict[str, float | None]
+    scores_time: datetime | None
+    checkpoint: CheckpointOut | None
+
+
+class ModelsOut(BaseModel):
+    symbol: str
+    models: list[ModelOut]
+
+
+# -- alerts --------------------------------------------------------------------------------
+
+
+class AlertOut(BaseModel):
+    time: datetime
+    symbol: str
+    kind: str
+    severity: str
+    value: float | None
+    threshold: float | None
+    message: str
+
+
+class GrafanaAlert(BaseModel):
+    """One alert of a Grafana webhook notification (extra fields are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = "firing"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str | None = None  # Grafana's own field names
+    endsAt: str | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = None
+
+
+class GrafanaWebhook(BaseModel):
+    """Grafana's webhook contact point payload (extra fields are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    receiver: str | None = None
+    status: str
+    alerts: list[GrafanaAlert] = Field(default_factory=list)
+    title: str | None = None
+    message: str | None = None
+    groupKey: str | None = None
+    externalURL: str | None = None
+
+
+class NotificationsStored(BaseModel):
+    stored: int
+    ids: list[int]
+
+
+class NotificationOut(BaseModel):
+    id: int
+    received_at: datetime
+    status: str
+    rule_uid: str | None
+    title: str | None
+    message: str | None
+    payload: dict[str, Any]

@@ -1,0 +1,111 @@
+"""Every class of bad request gets its status and a JSON message that says what is wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import TestClient
+
+BAD_GETS = [
+    # (path, params, status, words the message must contain)
+    ("/bars/AA$PL", {}, 422, "bad symbol 'AA$PL'"),
+    ("/bars/" + "A" * 33, {}, 422, "bad symbol"),
+    ("/metrics/-AAPL", {}, 422, "bad symbol"),
+    ("/bars/AAPL", {"start": "yesterday"}, 422, "query parameter 'start': bad time 'yesterday'"),
+    ("/bars/AAPL", {"end": "2024-13-01T00:00:00Z"}, 422, "query parameter 'end': bad time"),
+    (
+        "/bars/AAPL",
+        {"start": "2024-03-05T00:00:00Z", "end": "2024-03-04T00:00:00Z"},
+        422,
+        "is after end",
+    ),
+    (
+        "/bars/AAPL",
+        {"start": "2024-01-01T00:00:00Z", "end": "2024-03-04T00:00:00Z"},
+        422,
+        "range of 63 days is too large for raw rows (at most 31 days); pass interval=",
+    ),
+    (
+        "/bars/AAPL",
+        {"start": "2020-01-01T00:00:00Z", "end": "2024-03-04T00:00:00Z", "interval": "1h"},
+        422,
+        "too large for re-bucketed rows",
+    ),
+    ("/bars/AAPL", {"limit": 10_001}, 422, "limit 10001 is too large (at most 10000)"),
+    ("/metrics/AAPL", {"limit": 0}, 422, "query parameter 'limit'"),
+    ("/bars/AAPL", {"limit": "many"}, 422, "query parameter 'limit'"),
+    ("/bars/AAPL", {"interval": "7x"}, 422, "query parameter 'interval'"),
+    ("/bars/AAPL", {"interval": "40d"}, 422, "bad interval '40d': must be 1 s to 31 days"),
+    ("/bars/AAPL", {"order": "sideways"}, 422, "query parameter 'order'"),
+    ("/forecasts/AAPL", {"target": "price"}, 422, "query parameter 'target'"),
+    (
+        "/forecasts/AAPL",
+        {"start": "2024-03-04T00:00:00", "end": "2024-06-04T00:00:00"},
+        422,
+        "too large",
+    ),
+    ("/alerts", {"since": "not a time"}, 422, "bad time"),
+    ("/alerts", {"limit": 20_000}, 422, "limit 20000 is too large"),
+    ("/stream", {"kinds": "bar,tick"}, 422, "bad kind 'tick'"),
+    ("/stream", {"symbols": "AAPL,B$D"}, 422, "bad symbol 'B$D' in 'symbols'"),
+    ("/bars/ZZZZ", {}, 404, "unknown symbol 'ZZZZ': no ticker and no bars"),
+    ("/metrics/ZZZZ", {}, 404, "unknown symbol 'ZZZZ'"),
+    ("/forecasts/ZZZZ", {}, 404, "unknown symbol 'ZZZZ'"),
+    ("/models/ZZZZ", {}, 404, "unknown symbol 'ZZZZ'"),
+    ("/nowhere", {}, 404, "Not Found"),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "status", "words"), BAD_GETS)
+def test_bad_reads(
+    client: TestClient, path: str, params: dict[str, Any], status: int, words: str
+) -> None:
+    r = client.get(path, params=params)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert set(body) == {"error", "detail"}
+    assert words in body["error"], body["error"]
+
+
+@pytest.mark.parametrize(
+    ("json", "content", "words"),
+    [
+        ({"symbol": "NO SPACES"}, None, "body field 'symbol': bad symbol 'NO SPACES'"),
+        ({"symbol": ""}, None, "body field 'symbol'"),
+        ({}, None, "body field 'symbol': Field required"),
+        ({"symbol": "AAPL", "extra": 1}, None, "body field 'extra'"),
+        (None, b"{not json", "JSON decode error"),
+    ],
+)
+def test_bad_ticker_bodies(
+    client: TestClient, json: Any, content: bytes | None, words: str
+) -> None:
+    headers = {"content-type": "application/json"}
+    r = client.post("/tickers", json=json, content=content, headers=headers)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["error"]
+
+
+def test_a_ticker_without_data_is_not_an_error(client: TestClient) -> None:
+    for path in ("/bars/TSLA", "/metrics/TSLA", "/forecasts/TSLA", "/models/TSLA"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+    assert client.get("/bars/TSLA").json()["bars"] == []
+
+
+def test_range_checks_use_the_settings(filled_db: str) -> None:
+    from tests.api.conftest import client_for
+
+    with client_for(filled_db, api_max_limit=50, api_max_range_s=3600) as c:
+        assert c.get("/bars/AAPL", params={"limit": 51}).json()["error"] == (
+            "limit 51 is too large (at most 50)"
+        )
+        r = c.get(
+            "/bars/AAPL", params={"start": "2024-03-04T14:00:00Z", "end": "2024-03-04T16:00:00Z"}
+        )
+        assert r.status_code == 422
+        assert "at most 0.0416667 days" in r.json()["error"]
+        assert c.get("/bars/AAPL").json()["count"] == 50, "the default limit is capped too"
