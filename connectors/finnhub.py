@@ -14,7 +14,6 @@ belong to the dataflow.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -33,7 +32,7 @@ from typing_extensions import override
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors._aio import run_together
+from connectors._aio import cancel_from_another_thread, run_together
 from dataflows.records import US, RawBatch, RowBlock
 
 __all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubSource"]
@@ -114,10 +113,7 @@ class _FeedThread:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop may have just closed
-                loop.call_soon_threadsafe(task.cancel)
+        cancel_from_another_thread(self._loop, self._task)
         self._thread.join(timeout)
         if self._thread.is_alive():
             logger.warning("feed thread did not stop within %.1f s", timeout)

@@ -38,7 +38,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from connectors._aio import run_together
+from connectors._aio import cancel_from_another_thread, run_together
 from connectors.simulator import (
     MAX_MESSAGE_TRADES,
     SimParams,
@@ -308,10 +308,7 @@ class ServerThread:
         """Close every connection and stop serving; returns when the port is free."""
         if self._thread is None:
             return
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop may have just closed
-                loop.call_soon_threadsafe(task.cancel)
+        cancel_from_another_thread(self._loop, self._task)
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError("simulator server did not stop")
