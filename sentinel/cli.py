@@ -383,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll
     func: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
         return func(args, settings)
