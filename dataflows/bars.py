@@ -149,8 +149,9 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
                 acc.add(tick)
             base = tick.time_us - allowance
             if base > st.watermark_base_us:
+                # The clock has not moved past the new base: the watermark is the base.
                 st.watermark_base_us, st.clock_at_base_us = base, now
-                watermark = self.watermark(now)
+                watermark = base
         out.extend(self._close(watermark))
         return out, StatefulLogic.RETAIN
 

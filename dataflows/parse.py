@@ -37,6 +37,8 @@ REASONS = (
 # Trade index bits inside a tick's seq for messages that carry several trades.
 TRADE_INDEX_BITS = 10
 _MAX_SYMBOL = 32
+_NUMBER = (int, float)
+_INF = math.inf
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,30 @@ def _parse_message(ctx: _Ctx, seq: int, text: str) -> None:
         ctx.reject(seq, None, "malformed_message", "trade message without a `data` list", text)
         return
     base = seq << TRADE_INDEX_BITS
+    lo, hi, by_symbol = ctx.lo_us, ctx.hi_us, ctx.by_symbol
     for i, trade in enumerate(data):
+        # Fast path for the common, well-formed trade; anything unusual (a missing or
+        # mistyped field, NaN, inf, a bool, a bad value) takes the full checks below,
+        # which name the reason.
+        if type(trade) is dict:
+            s: Any = trade.get("s")
+            p: Any = trade.get("p")
+            t: Any = trade.get("t")
+            v: Any = trade.get("v")
+            if (
+                type(s) is str
+                and 0 < len(s) <= _MAX_SYMBOL
+                and type(p) in _NUMBER
+                and type(v) in _NUMBER
+                and type(t) is int
+                and 0 < p < _INF
+                and 0 <= v < _INF
+                and lo <= t * 1000 <= hi
+            ):
+                c = trade.get("c")
+                cond = ",".join(map(str, c)) if type(c) is list and c else None
+                by_symbol[s].append(Tick(t * 1000, s, float(p), float(v), base + i, cond))
+                continue
         _parse_trade(ctx, base + i, trade)
 
 
