@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 
@@ -214,6 +215,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     speed = None if args.speed == "max" else _positive(args.speed, "--speed")
     bar_seconds = parse_interval(args.bar)
+    if not args.file.is_file():
+        raise CommandError(f"{args.file}: no such file")
     dsn = database_url(settings, start=True)
     run_migrations(settings, dsn)
     config = flow_config(settings, live=False, bar_seconds=bar_seconds)
@@ -378,7 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "_".join(str(part) for part in err["loc"]).upper()
+            var = name if name in {"DATABASE_URL", "FINNHUB_TOKEN"} else f"SENTINEL_{name}"
+            console.print(f"[red]configuration error:[/] {var}: {err['msg']}")
+        return 2
     level = logging.DEBUG if args.verbose else getattr(logging, settings.log_level.upper(), 20)
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]

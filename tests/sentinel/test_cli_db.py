@@ -99,3 +99,22 @@ def test_status_and_url_explain_a_stopped_database(home: Path) -> None:
     assert url.returncode == 1
     assert "not running" in url.stderr
     assert "sentinel db start" in url.stderr
+
+
+def test_a_bad_setting_is_one_clear_line_naming_the_variable(home: Path) -> None:
+    result = sentinel(
+        "db", "status", env={"SENTINEL_HOME": str(home), "SENTINEL_API_KEY": "changeme"}
+    )
+    assert result.returncode == 2
+    assert "configuration error: SENTINEL_API_KEY" in result.stderr
+    assert "placeholder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_of_a_missing_file_fails_before_touching_the_database(home: Path) -> None:
+    result = sentinel(
+        "replay", "/no/such/file.csv", "--bar", "1m", env={"SENTINEL_HOME": str(home)}
+    )
+    assert result.returncode == 1
+    assert "/no/such/file.csv: no such file" in result.stderr
+    assert not home.exists()
