@@ -108,6 +108,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from sentinel.pipeline import seed_tickers
     from sentinel.stack import Stack, row_counts, wait_for_port
 
+    # A shell that starts us in the background makes SIGINT ignored, and Python then
+    # installs no Ctrl-C handler: take both signals explicitly, before any child starts
+    # (children then begin with the default dispositions, not an inherited "ignore").
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     dsn = database_url(settings, start=True)
     where = "external database (DATABASE_URL)" if settings.database_url else "embedded TimescaleDB"
     console.print(f"[bold]database[/]: {where}")
@@ -138,6 +143,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         stack.stop_all()
         console.print("stopped the API, the feed and the dataflow; the database keeps running "
                       "(`sentinel db stop` stops it)")  # fmt: skip
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _recovery_args(directory: Path, snapshot_s: float) -> list[str]:
@@ -172,7 +181,6 @@ def _print_up(dsn: str, feed_url: str, bar: str, stack: Any, api_url: str) -> No
 def _supervise(stack: Any, dsn: str, duration: float | None, counts: Any) -> int:
     deadline = time.monotonic() + duration if duration else None
     next_status = time.monotonic() + 5
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     while deadline is None or time.monotonic() < deadline:
         if dead := stack.failed():
             console.print(f"[red]{dead.name} exited with code {dead.proc.returncode}[/]")
