@@ -41,6 +41,7 @@ class VolatilityAlerts:
 
     config: AlertConfig = field(default_factory=AlertConfig)
     in_spike: bool = False
+    spike_bars: int = 0
     prev_ewma: float | None = None
     baseline: Any = field(init=False)  # a river Rolling mean
 
@@ -63,7 +64,12 @@ class VolatilityAlerts:
         if m.ewma_vol is not None:
             if history >= cfg.min_history:
                 out.extend(self._spike(m, m.ewma_vol, self.baseline.get(), anomaly))
-            self.baseline.update(m.ewma_vol)
+            # A spike stays out of its own baseline (else the baseline catches up with it
+            # and one long spike alerts twice), for at most one baseline length: a
+            # regime that lasts longer becomes the new normal.
+            self.spike_bars = self.spike_bars + 1 if self.in_spike else 0
+            if not self.in_spike or self.spike_bars > cfg.baseline_bars:
+                self.baseline.update(m.ewma_vol)
             self.prev_ewma = m.ewma_vol
         return out
 
