@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
@@ -107,6 +107,9 @@ def _conditions(filters: Mapping[str, Any]) -> tuple[sql.Composable, dict[str, A
 # -- generic series ------------------------------------------------------------------------
 
 
+LATEST_LOOKBACK = timedelta(days=31)
+
+
 async def newest_time(conn: Conn, table: str, symbol: str) -> datetime | None:
     query = sql.SQL("SELECT time FROM {} WHERE symbol = %s ORDER BY time DESC LIMIT 1").format(
         sql.Identifier(table)
@@ -181,10 +184,19 @@ async def latest_per_key(
     filters: Mapping[str, Any],
 ) -> list[Row]:
     """The newest row (by ``time``) of each distinct ``keys`` value among the rows that
-    match ``filters``; a loose index scan over a primary key ``(symbol, *keys, time)``."""
+    match ``filters``; a loose index scan over a primary key ``(symbol, *keys, time)``.
+
+    Each probe of a loose index scan visits every chunk of the hypertable, so the scan is
+    confined to the ``LATEST_LOOKBACK`` before the symbol's newest row (found first by
+    one ordered probe): a couple of chunks, however long the history. A key with no row
+    in that window is no longer current and is left out."""
+    newest = await newest_time(conn, table, filters["symbol"])
+    if newest is None:
+        return []
     given = {k: v for k, v in filters.items() if v is not None}
     query = _latest_per_key_sql(table, tuple(keys), tuple(columns), tuple(given))
-    return await fetch(conn, query, {f"f_{k}": v for k, v in given.items()})
+    params = {f"f_{k}": v for k, v in given.items()}
+    return await fetch(conn, query, params | {"since": newest - LATEST_LOOKBACK})
 
 
 @functools.lru_cache(maxsize=256)
@@ -193,6 +205,7 @@ def _latest_per_key_sql(
 ) -> bytes:
     """Composed once per shape: the endpoints that use it are the hot ones."""
     where, _ = _conditions(dict.fromkeys(filter_names, True))
+    where = sql.SQL("{} AND time >= %(since)s").format(where)
     key_list = _columns(keys)
     after = sql.SQL("({}) > ({})").format(key_list, _columns(keys, "k"))
     same = sql.SQL(" AND ").join(

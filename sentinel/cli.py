@@ -244,7 +244,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         args.file, speed=speed, symbols=[s.upper() for s in args.symbol] or None,
         on_progress=on_progress,
     )  # fmt: skip
-    flow = build_flow(source, timescale_sinks(dsn, settings.sink_batch_rows), config)
+    sinks = timescale_sinks(dsn, settings.sink_batch_rows)
+    if args.no_ticks:
+        from connectors.discard import DiscardSink
+
+        sinks = replace(sinks, ticks=DiscardSink())
+    flow = build_flow(source, sinks, config)
     recovery = None
     if args.recovery_dir:
         from bytewax.recovery import RecoveryConfig
@@ -355,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--speed", default="max", help="'max' (default) or X times real time")
     rep.add_argument("--symbol", action="append", default=[], help="only this symbol (repeat)")
     rep.add_argument("-w", "--workers", type=int, default=1)
+    rep.add_argument("--no-ticks", action="store_true",
+                     help="don't store raw ticks (for daily or other sparse series)")  # fmt: skip
     rep.add_argument("--recovery-dir", type=Path, help="Bytewax recovery: resume after a crash")
     rep.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds")
     rep.set_defaults(func=cmd_replay)

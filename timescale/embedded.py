@@ -29,6 +29,7 @@ DB_NAME = "sentinel"
 DB_USER = "sentinel"
 # The kernel's limit on a unix socket path (sun_path) is 108 bytes including the NUL.
 _MAX_SOCKET_PATH = 100
+MAX_LOCKS = 1024  # per transaction; x max_connections (200) lock slots, ~50 MB shared
 _SERVER_CONF = """
 # --- written by Stock Sentinel ---
 shared_preload_libraries = 'timescaledb'
@@ -218,7 +219,9 @@ class EmbeddedPostgres:
             d.mkdir(mode=0o755, exist_ok=True)
             self._own(d)
         port = self._choose_port()
-        options = f"-p {port} -k {self.socket_dir}"
+        # Queries over a hypertable lock each chunk they touch; years of sparse replays make
+        # thousands of chunks. Passed at start so that existing clusters get it too.
+        options = f"-p {port} -k {self.socket_dir} -c max_locks_per_transaction={MAX_LOCKS}"
         log.info("starting PostgreSQL on 127.0.0.1:%d (socket in %s)", port, self.socket_dir)
         out = self._run(
             "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file),

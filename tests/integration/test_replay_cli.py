@@ -122,3 +122,20 @@ def test_replay_killed_midway_and_resumed_equals_a_clean_run(
     assert partial < n - 6, "killed midway"
     finish(replay(db, *args))
     assert snapshot(db) == clean
+
+
+def test_no_ticks_stores_everything_but_the_raw_ticks(
+    db: str, fresh_db: str, tmp_path: Path
+) -> None:
+    from timescale.migrate import migrate
+
+    csv = tmp_path / "ticks.csv"
+    write_csv(csv, 1000)
+    finish(replay(db, str(csv), "--bar", "1m"))
+    migrate(fresh_db, echo=lambda _: None)
+    finish(replay(fresh_db, str(csv), "--bar", "1m", "--no-ticks"))
+    full, lean = snapshot(db), snapshot(fresh_db)
+    assert lean["ticks"] == []
+    assert full["ticks"]
+    for table in ("bars", "bar_metrics", "alerts", "ticks_rejected"):
+        assert lean[table] == full[table], table
