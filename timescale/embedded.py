@@ -90,7 +90,10 @@ def free_port() -> int:
 
 
 def _port_is_free(port: int) -> bool:
+    """Could PostgreSQL listen on ``port``? It binds with SO_REUSEADDR, so connections
+    still in TIME_WAIT from its last run do not count, only a live listener does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -219,14 +222,11 @@ class EmbeddedPostgres:
             d.mkdir(mode=0o755, exist_ok=True)
             self._own(d)
         port = self._choose_port()
-        # Queries over a hypertable lock each chunk they touch; years of sparse replays make
-        # thousands of chunks. Passed at start so that existing clusters get it too.
-        options = f"-p {port} -k {self.socket_dir} -c max_locks_per_transaction={MAX_LOCKS}"
-        log.info("starting PostgreSQL on 127.0.0.1:%d (socket in %s)", port, self.socket_dir)
-        out = self._run(
-            "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file),
-            "-w", "-t", str(int(timeout)), "-o", options, check=False,
-        )  # fmt: skip
+        out = self._pg_ctl_start(port, timeout)
+        if out.returncode != 0 and "could not bind" in self._log_tail():
+            # Taken between our check and the server's bind: once more on a fresh port.
+            port = free_port()
+            out = self._pg_ctl_start(port, timeout)
         if out.returncode != 0:
             raise EmbeddedDatabaseError(
                 f"PostgreSQL did not start: {out.stderr.strip() or out.stdout.strip()}\n"
@@ -236,6 +236,16 @@ class EmbeddedPostgres:
         self._wait_ready(port, timeout)
         self._ensure_database(port)
         return self.status()
+
+    def _pg_ctl_start(self, port: int, timeout: float) -> subprocess.CompletedProcess[str]:
+        # Queries over a hypertable lock each chunk they touch; years of sparse replays make
+        # thousands of chunks. Passed at start so that existing clusters get it too.
+        options = f"-p {port} -k {self.socket_dir} -c max_locks_per_transaction={MAX_LOCKS}"
+        log.info("starting PostgreSQL on 127.0.0.1:%d (socket in %s)", port, self.socket_dir)
+        return self._run(
+            "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+            "-w", "-t", str(int(timeout)), "-o", options, check=False,
+        )  # fmt: skip
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the server; returns whether one was running."""

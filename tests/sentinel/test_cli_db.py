@@ -118,3 +118,16 @@ def test_replay_of_a_missing_file_fails_before_touching_the_database(home: Path)
     assert result.returncode == 1
     assert "/no/such/file.csv: no such file" in result.stderr
     assert not home.exists()
+
+
+def test_a_restart_keeps_the_port_even_with_connections_in_time_wait(home: Path) -> None:
+    env = {"SENTINEL_HOME": str(home)}
+    assert sentinel("db", "start", env=env).returncode == 0
+    url = sentinel("db", "url", env=env).stdout.strip()
+    conns = [psycopg.connect(url) for _ in range(5)]
+    # A stop terminates them from the server side, which leaves its port in TIME_WAIT.
+    assert sentinel("db", "stop", env=env).returncode == 0
+    for conn in conns:
+        conn.close()
+    assert sentinel("db", "start", env=env).returncode == 0
+    assert sentinel("db", "url", env=env).stdout.strip() == url
