@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -117,30 +118,51 @@ def evaluate_sp500(
     """Score 1-day forecasts of every model on ``arch.data.sp500`` after ``burn_in`` days."""
     bars = sp500_bars()
     models, r, values, widths = run_models(bars, config)
-    seconds = models.timings()
+    targets = {name: slot.target for name, slot in models.slots.items()}
+    peers = {"garch": timed_garch(r, burn_in, garch_refit)} if garch else {}
+    return score_tables(r, values, widths, targets, models.timings(), len(bars), burn_in, peers)
+
+
+def timed_garch(r: np.ndarray, burn_in: int, refit: int) -> tuple[np.ndarray, float]:
+    """:func:`garch_forecasts` and the seconds it took."""
+    start = time.perf_counter()
+    sigma = garch_forecasts(r, burn_in, refit)
+    return sigma, time.perf_counter() - start
+
+
+def score_tables(
+    r: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    widths: Mapping[str, np.ndarray],
+    targets: Mapping[str, str],
+    seconds: Mapping[str, float],
+    n_bars: int,
+    burn_in: int,
+    peers: Mapping[str, tuple[np.ndarray, float]] = MappingProxyType({}),
+) -> Evaluation:
+    """Both score tables from 1-bar forecasts: ``values[m][i]`` and ``widths[m][i]`` (the
+    interval half-width) forecast ``r[i]``; ``targets`` gives each model's target;
+    ``peers`` adds volatility forecasts made elsewhere (name -> (sigma, seconds))."""
     scored = slice(burn_in, len(r))
     y = r[scored]
     vol_rows: dict[str, dict[str, float]] = {}
-    for name, slot in models.slots.items():
-        if slot.target == VOLATILITY:
+    for name, target in targets.items():
+        if target == VOLATILITY:
             qlike, mse = volatility_scores(y, values[name][scored])
-            vol_rows[name] = {"qlike": qlike, "mse": mse, "seconds": seconds[name]}
-    if garch:
-        start = time.perf_counter()
-        sigma = garch_forecasts(r, burn_in, garch_refit)
-        elapsed = time.perf_counter() - start
+            vol_rows[name] = {"qlike": qlike, "mse": mse, "seconds": seconds.get(name, np.nan)}
+    for name, (sigma, elapsed) in peers.items():
         qlike, mse = volatility_scores(y, sigma[scored])
-        vol_rows["garch"] = {"qlike": qlike, "mse": mse, "seconds": elapsed}
+        vol_rows[name] = {"qlike": qlike, "mse": mse, "seconds": elapsed}
     vol = pd.DataFrame.from_dict(vol_rows, orient="index")
     if "ewma" in vol.index:
         vol.insert(1, "qlike_rel_ewma", vol["qlike"] - vol.loc["ewma", "qlike"])
         vol.insert(3, "mse_rel_ewma", vol["mse"] / vol.loc["ewma", "mse"])
-    vol["us_per_bar"] = vol["seconds"] / len(bars) * 1e6
+    vol["us_per_bar"] = vol["seconds"] / n_bars * 1e6
     ret_rows = {
         name: _return_scores(y, values[name][scored], widths[name][scored])
-        | {"seconds": seconds[name]}
-        for name, slot in models.slots.items()
-        if slot.target == RETURN
+        | {"seconds": seconds.get(name, np.nan)}
+        for name, target in targets.items()
+        if target == RETURN
     }
     ret = pd.DataFrame.from_dict(ret_rows, orient="index")
     if "zero" in ret.index:

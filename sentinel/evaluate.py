@@ -15,7 +15,6 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from dataflows.bars import BarConfig
@@ -24,13 +23,11 @@ from dataflows.records import US, RawBatch, RowBlock
 from dataflows.ticks import FlowConfig, Sinks, build_flow
 from online_models.evaluate import (
     Evaluation,
-    _return_scores,
-    garch_forecasts,
     run_models,
+    score_tables,
     sp500_bars,
-    volatility_scores,
+    timed_garch,
 )
-from online_models.symbol_models import RETURN, VOLATILITY
 
 DAY = 86_400
 # Trade times within the day (seconds after midnight UTC): open, high, low, close.
@@ -96,30 +93,7 @@ def evaluate(burn_in: int = 250, garch_refit: int = 20) -> tuple[Evaluation, flo
         targets[model] = target
     # Compute time per model: the same models stepped over the same bars, timed one by one.
     seconds = run_models(bars)[0].timings()
-    scored = slice(burn_in, len(r))
-    y = r[scored]
-    vol: dict[str, dict[str, float]] = {}
-    for model, target in targets.items():
-        if target == VOLATILITY:
-            qlike, mse = volatility_scores(y, forecasts[model][scored])
-            vol[model] = {"qlike": qlike, "mse": mse, "seconds": seconds.get(model, np.nan)}
-    started = time.perf_counter()
-    sigma = garch_forecasts(r, burn_in, garch_refit)
-    garch_seconds = time.perf_counter() - started
-    qlike, mse = volatility_scores(y, sigma[scored])
-    vol["garch(1,1)"] = {"qlike": qlike, "mse": mse, "seconds": garch_seconds}
-    vol_df = pd.DataFrame.from_dict(vol, orient="index").sort_values("qlike")
-    vol_df.insert(1, "qlike_rel_ewma", vol_df["qlike"] - vol_df.loc["ewma", "qlike"])
-    vol_df.insert(3, "mse_rel_ewma", vol_df["mse"] / vol_df.loc["ewma", "mse"])
-    vol_df["us_per_bar"] = vol_df["seconds"] / len(bars) * 1e6
-    ret = {
-        m: _return_scores(y, forecasts[m][scored], widths[m][scored])
-        | {"seconds": seconds.get(m, np.nan)}
-        for m, t in targets.items()
-        if t == RETURN
-    }
-    ret_df = pd.DataFrame.from_dict(ret, orient="index")
-    ret_df.insert(1, "mae_rel_zero", ret_df["mae"] / ret_df.loc["zero", "mae"])
-    ret_df.insert(3, "rmse_rel_zero", ret_df["rmse"] / ret_df.loc["zero", "rmse"])
-    vol_df.index.name = ret_df.index.name = "model"
-    return Evaluation(vol_df, ret_df, len(y), burn_in), flow_seconds
+    peers = {"garch(1,1)": timed_garch(r, burn_in, garch_refit)}
+    evaluation = score_tables(r, forecasts, widths, targets, seconds, len(bars), burn_in, peers)
+    ranked = replace(evaluation, volatility=evaluation.volatility.sort_values("qlike"))
+    return ranked, flow_seconds
