@@ -37,7 +37,7 @@ from api.routes import tickers as tickers_routes
 from api.schemas import ErrorOut
 from api.stream import StreamHub
 from api.telemetry import MetricsMiddleware, RequestMetrics
-from sentinel.settings import Settings, get_settings
+from sentinel.settings import Settings, database_url, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,6 @@ Mutating requests need the API key (`X-API-Key`) when `SENTINEL_API_KEY` is set.
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def database_url(settings: Settings) -> str:
-    """``DATABASE_URL``, else the embedded database's DSN."""
-    if settings.database_url:
-        return settings.database_url
-    from timescale.embedded import EmbeddedPostgres
-
-    return EmbeddedPostgres(settings.home_dir, settings.pg_bin, settings.db_os_user).dsn()
 
 
 def make_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[Any]:

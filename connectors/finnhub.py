@@ -18,7 +18,6 @@ import json
 import logging
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from connectors._aio import cancel_from_another_thread, run_together
-from dataflows.records import US, RawBatch, RowBlock
+from dataflows.records import US, RawBatch, RowBlock, wall_clock_us
 
 __all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubSource"]
 
@@ -42,10 +41,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_URL = "ws://127.0.0.1:8765/"  # `sentinel simulate`, on its default port
 TICKERS_CHANNEL = "sentinel_tickers"
 SEQ_SHIFT = 0  # seq = receive time in us, bumped to stay increasing; the parser adds trade bits
-
-
-def wall_clock_us() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass

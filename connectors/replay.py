@@ -30,7 +30,6 @@ import gzip
 import math
 import os
 import re
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
@@ -52,7 +51,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from numpy.lib.stride_tricks import sliding_window_view
 from typing_extensions import override
 
-from dataflows.records import RawBatch, RowBlock
+from dataflows.records import RawBatch, RowBlock, wall_clock_us
 
 __all__ = ["ReplaySource", "ReplayState", "to_epoch_us"]
 
@@ -88,11 +87,6 @@ _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
-
-
-def wall_clock_us() -> int:
-    """Wall-clock time, microseconds since the Unix epoch."""
-    return time.time_ns() // 1000
 
 
 # --- Timestamps ---------------------------------------------------------------------

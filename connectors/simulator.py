@@ -28,7 +28,6 @@ import copy
 import hashlib
 import json
 import math
-import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from typing_extensions import override
 
-from dataflows.records import US, RawBatch, RowBlock
+from dataflows.records import US, RawBatch, RowBlock, wall_clock_us
 
 __all__ = [
     "SimParams",
@@ -146,11 +145,6 @@ class SimParams:
             raise ValueError("regime durations and the volatility half-life must be positive")
         if self.rate < 0 or self.size_alpha <= 0 or self.size_scale < 1:
             raise ValueError("rate must be >= 0, size_alpha > 0 and size_scale >= 1")
-
-
-def wall_clock_us() -> int:
-    """The wall clock, microseconds since the Unix epoch."""
-    return time.time_ns() // 1000
 
 
 def stable_hash(symbol: str) -> int:

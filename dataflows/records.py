@@ -7,10 +7,16 @@ hot path. Sinks turn them into ``TIMESTAMPTZ``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
 US = 1_000_000  # microseconds per second
+
+
+def wall_clock_us() -> int:
+    """The wall clock in this module's time unit: microseconds since the Unix epoch."""
+    return time.time_ns() // 1000
 
 
 class RawBatch(NamedTuple):

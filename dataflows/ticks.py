@@ -11,7 +11,6 @@ and the CLI pass their own.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -32,12 +31,8 @@ from dataflows.analysis import (
 from dataflows.bars import BarConfig, BarEvent, BarLogic, BarState, Clock, frozen_clock
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig, Parsed, TickChunk, parse_batch
-from dataflows.records import Alert, RawBatch, Reject
+from dataflows.records import Alert, RawBatch, Reject, wall_clock_us
 from online_models import ModelConfig
-
-
-def wall_clock() -> int:
-    return time.time_ns() // 1000
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class FlowConfig:
 
     @property
     def clock(self) -> Clock:
-        return wall_clock if self.live else frozen_clock
+        return wall_clock_us if self.live else frozen_clock
 
 
 @dataclass(frozen=True)

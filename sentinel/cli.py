@@ -19,8 +19,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 
-from sentinel.settings import Settings, get_settings, parse_interval
-from timescale.embedded import EmbeddedDatabaseError, EmbeddedPostgres
+from sentinel.settings import (
+    Settings,
+    database_url,
+    embedded_database,
+    get_settings,
+    parse_interval,
+)
+from timescale.embedded import EmbeddedDatabaseError
 from timescale.migrate import migrate
 
 console = Console(stderr=True)
@@ -29,20 +35,6 @@ out = Console(highlight=False, soft_wrap=True)
 
 class CommandError(RuntimeError):
     """A failure to report in one line, without a traceback."""
-
-
-def embedded(settings: Settings) -> EmbeddedPostgres:
-    return EmbeddedPostgres(settings.home_dir, settings.pg_bin, settings.db_os_user)
-
-
-def database_url(settings: Settings, *, start: bool = False) -> str:
-    """The DSN everything uses: ``DATABASE_URL`` if set, else the embedded database."""
-    if settings.database_url:
-        return settings.database_url
-    db = embedded(settings)
-    if start:
-        db.start()
-    return db.dsn()
 
 
 def run_migrations(settings: Settings, dsn: str) -> None:
@@ -65,14 +57,14 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"DATABASE_URL is set, so there is no embedded database to {action}.")
         return 0
     if action == "start":
-        db = embedded(settings)
+        db = embedded_database(settings)
         was_running = db.status().running
         st = db.start()
         verb = "already running" if was_running else "started"
         console.print(f"embedded TimescaleDB {verb}: pid {st.pid}, data in {st.data_dir}")
         out.print(st.dsn)
     elif action == "stop":
-        stopped = embedded(settings).stop()
+        stopped = embedded_database(settings).stop()
         console.print("stopped" if stopped else "not running")
     elif action == "status":
         return _db_status(settings)
@@ -92,7 +84,7 @@ def _db_status(settings: Settings) -> int:
     if settings.database_url:
         console.print("using DATABASE_URL (external database)")
         return 0
-    st = embedded(settings).status()
+    st = embedded_database(settings).status()
     if st.running:
         console.print(f"running: pid {st.pid}, port {st.port}, socket dir {st.socket_dir}")
         out.print(st.dsn)

@@ -35,7 +35,7 @@ from dataflows.bars import BarConfig
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig
 from dataflows.ticks import FlowConfig, Sinks
-from sentinel.settings import Settings, get_settings, parse_interval
+from sentinel.settings import Settings, database_url, get_settings, parse_interval
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +157,6 @@ def checkpoint_loader(dsn: str) -> Callable[[str], list[tuple[Any, ...]]]:
         return [tuple(r) for r in rows]
 
     return load
-
-
-def database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    from timescale.embedded import EmbeddedPostgres
-
-    return EmbeddedPostgres(settings.home_dir, settings.pg_bin, settings.db_os_user).dsn()
 
 
 def default_wiring() -> tuple[Any, Sinks, FlowConfig]:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from timescale.embedded import EmbeddedPostgres
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "xxx", "todo"}
 
@@ -145,6 +149,24 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+
+def embedded_database(settings: Settings) -> EmbeddedPostgres:
+    """The embedded TimescaleDB these settings describe (started or not)."""
+    from timescale.embedded import EmbeddedPostgres
+
+    return EmbeddedPostgres(settings.home_dir, settings.pg_bin, settings.db_os_user)
+
+
+def database_url(settings: Settings, *, start: bool = False) -> str:
+    """The DSN everything uses: ``DATABASE_URL`` if set, else the embedded database's
+    (started first when ``start``; else it must be running)."""
+    if settings.database_url:
+        return settings.database_url
+    db = embedded_database(settings)
+    if start:
+        db.start()
+    return db.dsn()
 
 
 @lru_cache
