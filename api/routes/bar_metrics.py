@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from api import db
 from api.deps import PoolDep, ReadAccess, SettingsDep
-from api.errors import not_found, responses
+from api.errors import responses
 from api.params import End, Interval, Limit, OrderQ, Start, SymbolPath, series_query
 from api.schemas import MetricOut, MetricsOut
+from api.series import fetch_series
 
 router = APIRouter(prefix="/metrics", tags=["metrics"], dependencies=[ReadAccess])
 
@@ -30,11 +31,7 @@ async def get_metrics(
     states as of a bar, not amounts). 404 for a symbol with no ticker and no metrics."""
     sym = symbol.upper()
     query = series_query(settings, start, end, limit, order, interval)
-    async with pool.connection() as conn:
-        newest = await db.newest_time(conn, "bar_metrics", sym) if query.interval_s else None
-        rows = await db.bar_metrics(conn, sym, query.window(newest, settings))
-        if not rows and not await db.symbol_known(conn, sym, ["bar_metrics"]):
-            raise not_found(f"unknown symbol {sym!r}: no ticker and no metrics")
+    rows = await fetch_series(pool, settings, "bar_metrics", db.bar_metrics, sym, query, "metrics")
     metrics = [MetricOut(**r) for r in rows]
     return MetricsOut(
         symbol=sym, interval_s=query.interval_s, order=order, count=len(metrics), metrics=metrics

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from api import db
 from api.deps import PoolDep, ReadAccess, SettingsDep
-from api.errors import not_found, responses
+from api.errors import responses
 from api.params import End, Interval, Limit, OrderQ, Start, SymbolPath, series_query
 from api.schemas import BarOut, BarsOut
+from api.series import fetch_series
 
 router = APIRouter(prefix="/bars", tags=["bars"], dependencies=[ReadAccess])
 
@@ -31,10 +32,6 @@ async def get_bars(
     it). 404 for a symbol with no ticker and no bars."""
     sym = symbol.upper()
     query = series_query(settings, start, end, limit, order, interval)
-    async with pool.connection() as conn:
-        newest = await db.newest_time(conn, "bars", sym) if query.interval_s else None
-        rows = await db.bars(conn, sym, query.window(newest, settings))
-        if not rows and not await db.symbol_known(conn, sym, ["bars"]):
-            raise not_found(f"unknown symbol {sym!r}: no ticker and no bars")
+    rows = await fetch_series(pool, settings, "bars", db.bars, sym, query, "bars")
     bars = [BarOut(**r) for r in rows]
     return BarsOut(symbol=sym, interval_s=query.interval_s, order=order, count=len(bars), bars=bars)
