@@ -22,13 +22,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from timescale.embedded import free_port
+
 LOCALHOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    from timescale.embedded import free_port as _free_port
-
-    return _free_port()
 
 
 def uvicorn_command(host: str = LOCALHOST, port: int = 8000, workers: int = 1) -> list[str]:

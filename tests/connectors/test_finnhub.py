@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import pytest
 from connectors.finnhub import SEQ_SHIFT, FinnhubSource
 from connectors.simulator_server import ServerThread
 from dataflows.records import RawBatch
+from timescale.embedded import free_port
 
 Part = Any  # the private partition type
 MakePart = Callable[..., tuple[FinnhubSource, Part]]
@@ -51,12 +51,6 @@ def make_part() -> Iterator[MakePart]:
 
 def ws_url(port: int) -> str:
     return f"ws://127.0.0.1:{port}/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pump(
