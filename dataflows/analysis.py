@@ -129,12 +129,11 @@ class Analysis:
             return None
         state = self.fresh(symbol)
         state.models = models
-        try:
-            state.metrics, state.alerts = (
-                decode(pipeline_rows[0], tuple) if pipeline_rows else (state.metrics, state.alerts)
-            )
-        except CheckpointError as exc:
-            log.warning("%s; metrics and alerts start fresh", exc)
+        if pipeline_rows:
+            try:
+                state.metrics, state.alerts = decode(pipeline_rows[0], tuple)
+            except CheckpointError as exc:
+                log.warning("%s; metrics and alerts start fresh", exc)
         state.last_checkpoint_us = max(r[0] for r in rows)
         log.info("%s: restored %d models at %d bars", symbol, len(models.slots), models.bars_seen)
         return state

@@ -126,7 +126,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         flow_cmd = [sys.executable, "-m", "bytewax.run", "dataflows.ticks:build_flow()",
                     "-w", str(args.workers or settings.workers)]  # fmt: skip
         if settings.recovery_dir:
-            flow_cmd += _recovery_args(settings.recovery_dir, settings.snapshot_interval_s)
+            _ensure_recovery_dir(settings.recovery_dir)
+            snapshot_s = str(int(max(1, settings.snapshot_interval_s)))
+            flow_cmd += ["-r", str(settings.recovery_dir), "-s", snapshot_s]
         stack.spawn("dataflow", flow_cmd, env)
         api_url = _start_api(stack, settings, env)
         _print_up(dsn, feed_url, env["SENTINEL_BAR"], stack, api_url)
@@ -141,13 +143,13 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _recovery_args(directory: Path, snapshot_s: float) -> list[str]:
+def _ensure_recovery_dir(directory: Path) -> None:
+    """Bytewax needs its recovery partitions created before the first run."""
     from bytewax.recovery import init_db_dir
 
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("part-*.sqlite3")):
         init_db_dir(directory, 1)
-    return ["-r", str(directory), "-s", str(int(max(1, snapshot_s)))]
 
 
 def _start_api(stack: Any, settings: Settings, env: dict[str, str]) -> str:
@@ -246,7 +248,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.recovery_dir:
         from bytewax.recovery import RecoveryConfig
 
-        _recovery_args(args.recovery_dir, args.snapshot_interval)
+        _ensure_recovery_dir(args.recovery_dir)
         recovery = RecoveryConfig(args.recovery_dir)
     with progress:
         cli_main(
