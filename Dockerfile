@@ -18,7 +18,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     SENTINEL_HOME=/var/lib/sentinel
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/sentinel sentinel
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/sentinel sentinel \
+    && install -d -o sentinel -g sentinel /var/lib/sentinel/journal /var/lib/sentinel/recovery
 COPY --from=build /opt/venv /opt/venv
 COPY docs /opt/sentinel/docs
 USER sentinel

@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from connectors._aio import cancel_from_another_thread, run_together
 from dataflows.records import US, RawBatch, RowBlock, wall_clock_us
 
-__all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubSource"]
+__all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubFeed", "FinnhubSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _FeedThread:
-    """The websocket (and the tickers follower) on an asyncio loop in a thread."""
+class FinnhubFeed:
+    """The websocket (and the tickers follower) on an asyncio loop in a thread.
+
+    Received texts queue in ``inbox`` as ``(seq, text)``, ``seq`` the receive time in
+    microseconds, bumped to stay above ``last_seq`` and increasing."""
 
     def __init__(
         self,
@@ -83,6 +86,7 @@ class _FeedThread:
         backoff_max_s: float,
         proxy: str | None,
         clock: Callable[[], int],
+        last_seq: int = 0,
     ) -> None:
         self.url = url  # logged: never the token
         self._token = token
@@ -98,7 +102,7 @@ class _FeedThread:
         self.inbox: deque[tuple[int, str]] = deque()
         # Replaced whole, never mutated: the partition reads it from another thread.
         self.wanted: frozenset[str] = frozenset(symbols)
-        self._last_seq = 0
+        self._last_seq = last_seq
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
@@ -285,7 +289,7 @@ class _FeedThread:
 class _FinnhubPartition(StatefulSourcePartition[RawBatch, None]):
     def __init__(
         self,
-        feed: _FeedThread,
+        feed: FinnhubFeed,
         clock: Callable[[], int],
         max_batch: int,
         heartbeat_us: int,
@@ -385,7 +389,7 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
 
     @override
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FinnhubPartition:
-        feed = _FeedThread(
+        feed = FinnhubFeed(
             self.url,
             self.token,
             self.symbols,

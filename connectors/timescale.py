@@ -22,8 +22,12 @@ How a chunk of rows is written, in one transaction:
 
 Outages (connection refused or lost, too many connections, server shutting down or
 starting up, ...) are retried forever by default, on the same rows, with exponential
-backoff and full jitter, blocking the dataflow meanwhile (back-pressure). Any other error
-(bad data, a violated CHECK) is raised as :class:`TimescaleSinkError` naming the table.
+backoff and full jitter, blocking the dataflow meanwhile (back-pressure). A row the
+server or the driver refuses (a value PostgreSQL cannot store, a violated CHECK) is
+isolated by halving its chunk until it stands alone; the other rows are written, the
+refused one is logged with its error and counted (``rows_failed``), so one bad value
+never takes good rows with it nor stops the dataflow (a resumed dataflow would only meet
+it again). Any other error is raised as :class:`TimescaleSinkError` naming the table.
 """
 
 from __future__ import annotations
@@ -61,6 +65,15 @@ _STAGE_TYPES = {TIME: "int8", "jsonb": "text"}
 # (shutdown, starting up), system error. Others (e.g. 54, program limit exceeded: an
 # index row too large) are properties of the rows and fail again, so they are raised.
 _TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+# Errors that belong to some row of a chunk: a value the server refuses (data exception,
+# integrity violation, an index row too large) or one the driver cannot encode.
+_ROW_ERRORS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    UnicodeError,
+    OverflowError,
+)
 
 
 class TimescaleSinkError(RuntimeError):
@@ -257,8 +270,9 @@ class SinkStats:
     """Counters of one partition since it was built.
 
     ``rows_written`` were inserted; ``rows_skipped`` were already there (duplicates,
-    from the insert's row count); ``retries`` counts failed attempts that were retried;
-    ``last_error`` is the latest error, retried or not.
+    from the insert's row count); ``rows_failed`` were refused one by one (logged);
+    ``retries`` counts failed attempts that were retried; ``last_error`` is the latest
+    error, retried or not.
     """
 
     table: str
@@ -267,6 +281,7 @@ class SinkStats:
     rows_skipped: int = 0
     retries: int = 0
     last_error: str | None = None
+    rows_failed: int = 0
 
 
 class _Statements(NamedTuple):
@@ -360,6 +375,12 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
         """Write every row of every item, committed before this returns."""
         table = self._spec.table
         rows = _flatten(items, table)
+        width = len(self._spec.columns)
+        if any(len(r) != width for r in rows):  # a bug upstream, not bad data: stop
+            bad = next(r for r in rows if len(r) != width)
+            error = f"rows for table {table!r}: expected {width} values in row, got {len(bad)}"
+            self._record(last_error=error)
+            raise TimescaleSinkError(error)
         if self._sql.json_indexes:
             try:
                 rows = _with_json_text(rows, self._sql.json_indexes)
@@ -413,6 +434,12 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
             attempt += 1
             try:
                 inserted = self._copy_and_insert(rows)
+            except _ROW_ERRORS as exc:
+                if self._conn is None or self._conn.broken:
+                    self._failed(exc, attempt, len(rows))
+                    continue
+                self._isolate(rows, exc)
+                return
             except Exception as exc:
                 self._failed(exc, attempt, len(rows))
                 continue
@@ -442,6 +469,20 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
         # Back to plain inserts once a chunk had nothing to skip.
         self._optimistic = inserted == len(rows)
         return inserted
+
+    def _isolate(self, rows: Sequence[Row], exc: Exception) -> None:
+        """Write every row of a refused chunk but the ones refused on their own."""
+        if len(rows) > 1:
+            mid = len(rows) // 2
+            self._write_chunk(rows[:mid])
+            self._write_chunk(rows[mid:])
+            return
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())
+        log.error(
+            "sink %r (worker %d): refused a row, left out: %s; row %s",
+            self._spec.table, self.stats.worker_index, error, ascii(tuple(rows[0]))[:2000],
+        )  # fmt: skip
+        self._record(rows_failed=self.stats.rows_failed + 1, last_error=error)
 
     def _failed(self, exc: Exception, attempt: int, n_rows: int) -> None:
         """Back off after a transient error; raise after any other, or the last attempt."""

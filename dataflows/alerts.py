@@ -139,32 +139,44 @@ class StaleFeed:
         seen: dict[str, int],
         market_open: MarketOpen,
     ) -> list[Alert]:
-        """``seen`` maps symbols ticking in this batch to the clock when they did."""
-        for symbol in seen:
+        """``seen`` maps symbols ticking in this batch to when their first trade in it
+        arrived. A silence is alerted once, timed when it reached ``stale_after_s``:
+        while it lasts, or, when the feed was down and time jumped over it (a feed
+        process restart), with the first trade after it."""
+        limit = int(self.config.stale_after_s * US)
+        out = []
+        for symbol, first_us in seen.items():
+            last = self.last_seen_us.get(symbol)
+            if last is not None and first_us - last >= limit and symbol not in self.stale:
+                out += self._alert(symbol, last, first_us - last, market_open)
             self.last_seen_us[symbol] = clock_us
             self.stale.discard(symbol)
         if subscribed is None:
-            return []
+            return out
         wanted = set(subscribed)
         for symbol in list(self.last_seen_us):
             if symbol not in wanted:
                 del self.last_seen_us[symbol]
                 self.stale.discard(symbol)
-        limit = int(self.config.stale_after_s * US)
-        out = []
-        for symbol in sorted(wanted):
+        for symbol in sorted(wanted - seen.keys()):
             # A symbol that never ticked is timed from when we first saw it subscribed.
             last = self.last_seen_us.setdefault(symbol, clock_us)
-            silent = clock_us - last
-            if silent < limit or symbol in self.stale or not market_open(symbol, clock_us):
-                continue
-            self.stale.add(symbol)
-            secs = silent / US
-            out.append(Alert(
-                clock_us, symbol, "stale_feed", "warning", secs, self.config.stale_after_s,
-                f"no trade for {symbol} in {secs:.0f} s while its market is open",
-            ))  # fmt: skip
+            if clock_us - last >= limit and symbol not in self.stale:
+                out += self._alert(symbol, last, clock_us - last, market_open)
         return out
+
+    def _alert(
+        self, symbol: str, last_us: int, silent_us: int, market_open: MarketOpen
+    ) -> list[Alert]:
+        at = last_us + int(self.config.stale_after_s * US)
+        if not market_open(symbol, at):
+            return []
+        self.stale.add(symbol)
+        secs = silent_us / US
+        return [Alert(
+            at, symbol, "stale_feed", "warning", secs, self.config.stale_after_s,
+            f"no trade for {symbol} in {secs:.0f} s while its market is open",
+        )]  # fmt: skip
 
 
 def finite(x: float | None) -> bool:

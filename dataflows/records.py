@@ -19,6 +19,43 @@ def wall_clock_us() -> int:
     return time.time_ns() // 1000
 
 
+def pg_safe(s: str) -> bool:
+    """Can a PostgreSQL text column hold ``s`` as it is? Not with a NUL character, nor
+    with a lone surrogate (which has no UTF-8 form)."""
+    if "\x00" in s:
+        return False
+    if s.isascii():  # O(1) in CPython: the common case costs two scans at most
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def pg_text(s: str, max_chars: int | None = None) -> str:
+    """``s`` as a PostgreSQL text column can hold it, for dead letters and logs.
+
+    NUL becomes the six characters ``\\u0000`` and a lone surrogate its escape
+    (``\\ud800``); other text is kept. Beyond ``max_chars`` the text is cut and a marker
+    says how long it was. Clean text within the limit is returned as it is.
+
+    >>> pg_text("A\\x00B\\ud800"), pg_text("AAPL"), pg_text("x" * 10, max_chars=4)
+    ('A\\\\u0000B\\\\ud800', 'AAPL', 'xxxx... [cut: 10 characters in all]')
+    """
+    if max_chars is not None and len(s) > max_chars:
+        s = f"{s[:max_chars]}... [cut: {len(s):,} characters in all]"
+    if "\x00" in s:
+        s = s.replace("\x00", "\\u0000")
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return s
+
+
 class RawBatch(NamedTuple):
     """What a source emits: a batch of undecoded messages from one source.
 

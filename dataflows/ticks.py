@@ -30,7 +30,7 @@ from dataflows.analysis import (
 )
 from dataflows.bars import BarConfig, BarEvent, BarLogic, BarState, Clock, frozen_clock
 from dataflows.metrics import MetricsConfig
-from dataflows.parse import ParseConfig, Parsed, TickChunk, parse_batch
+from dataflows.parse import ParseConfig, Parsed, TickChunk, arrival_us, parse_batch
 from dataflows.records import Alert, RawBatch, Reject, wall_clock_us
 from online_models import ModelConfig
 
@@ -43,7 +43,7 @@ class FlowConfig:
     alerts: AlertConfig = field(default_factory=AlertConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
-    live: bool = True  # watermarks follow the wall clock; replays follow event time only
+    live: bool = True  # watermarks follow the arrival clock; replays follow event time only
     checkpoint_loader: CheckpointLoader | None = None  # restores models on a fresh start
 
     @property
@@ -76,12 +76,22 @@ class StaleCheck:
 
     def __call__(self, state: StaleFeed | None, parsed: Parsed) -> tuple[StaleFeed, list[Alert]]:
         state = state or StaleFeed(self.config)
-        seen = dict.fromkeys(parsed.by_symbol, parsed.clock_us)
+        seen = {s: arrival_us(ticks[0].seq) for s, ticks in parsed.by_symbol.items()}
         return state, state.update(parsed.clock_us, parsed.subscribed, seen, self.market_open)
 
 
-def _bar_logic(config: BarConfig, clock: Clock, state: BarState | None) -> BarLogic:
-    return BarLogic(config, clock, state)
+def _bar_logic(config: BarConfig, live: bool, state: BarState | None) -> BarLogic:
+    return BarLogic(config, live, state)
+
+
+def _chunks(parsed: Parsed) -> list[tuple[str, TickChunk]]:
+    """The batch's ticks by symbol; a live batch also reaches every subscribed symbol
+    without ticks, with an empty chunk, so its bars close on the arrival clock."""
+    chunks = parsed.chunks()
+    if parsed.subscribed is not None:
+        quiet = TickChunk(parsed.source, parsed.clock_us, [])
+        chunks += [(s, quiet) for s in parsed.subscribed if s not in parsed.by_symbol]
+    return chunks
 
 
 def _late(event: BarEvent) -> list[Reject] | None:
@@ -107,10 +117,11 @@ def build_flow(
     raw = op.input("feed", flow, source)
     parsed = op.map("parse", raw, partial(parse_batch, config=config.parse))
 
-    chunks: Stream[tuple[str, TickChunk]] = op.flat_map("by_symbol", parsed, Parsed.chunks)
-    op.output("ticks_out", op.map("tick_rows", chunks, lambda kv: kv[1].ticks), sinks.ticks)
+    chunks: Stream[tuple[str, TickChunk]] = op.flat_map("by_symbol", parsed, _chunks)
+    tick_rows = op.filter_map("tick_rows", chunks, lambda kv: _nonempty(kv[1].ticks))
+    op.output("ticks_out", tick_rows, sinks.ticks)
 
-    events = op.stateful("bars", chunks, partial(_bar_logic, config.bars, config.clock))
+    events = op.stateful("bars", chunks, partial(_bar_logic, config.bars, config.live))
     bars = op.filter_map_value("closed_bars", events, lambda e: e.bar)
     late = op.filter_map("late_ticks", events, lambda kv: _late(kv[1]))
     parse_rejects = op.filter_map("parse_rejects", parsed, lambda p: _nonempty(p.rejects))

@@ -112,26 +112,27 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     if seeded := seed_tickers(dsn, settings.symbol_list):
         console.print(f"tickers: added {seeded} ({', '.join(settings.symbol_list)})")
 
-    stack = Stack(settings.home_dir / "logs", console)
-    env = {"DATABASE_URL": dsn, "SENTINEL_BAR": args.bar or settings.bar}
+    stack = Stack(
+        settings.home_dir / "logs", console, backoff_s=settings.restart_backoff_s,
+        backoff_max_s=settings.restart_backoff_max_s,
+    )  # fmt: skip
+    bar = args.bar or settings.bar
+    # Children read the same settings; what `up` decided is passed on explicitly.
+    env = {"DATABASE_URL": dsn, "SENTINEL_BAR": bar, "SENTINEL_HOME": str(settings.home_dir)}
     feed_url = settings.feed_url
+    sentinel = [sys.executable, "-m", "sentinel"]
     try:
         if settings.simulate and not settings.finnhub_token:
             port = settings.sim_port
-            sim = stack.spawn("simulator", [sys.executable, "-m", "sentinel", "simulate",
-                                            "--port", str(port)], env)  # fmt: skip
+            sim = stack.spawn("simulator", [*sentinel, "simulate", "--port", str(port)], env)
             wait_for_port("127.0.0.1", port, 30, sim)
             feed_url = f"ws://127.0.0.1:{port}"
         env["SENTINEL_FEED_URL"] = feed_url
-        flow_cmd = [sys.executable, "-m", "bytewax.run", "dataflows.ticks:build_flow()",
-                    "-w", str(args.workers or settings.workers)]  # fmt: skip
-        if settings.recovery_dir:
-            _ensure_recovery_dir(settings.recovery_dir)
-            snapshot_s = str(int(max(1, settings.snapshot_interval_s)))
-            flow_cmd += ["-r", str(settings.recovery_dir), "-s", snapshot_s]
-        stack.spawn("dataflow", flow_cmd, env)
+        stack.spawn("feed", [*sentinel, "feed"], env)
+        workers = str(args.workers or settings.workers)
+        stack.spawn("dataflow", [*sentinel, "dataflow", "-w", workers], env)
         api_url = _start_api(stack, settings, env)
-        _print_up(dsn, feed_url, env["SENTINEL_BAR"], stack, api_url)
+        _print_up(dsn, feed_url, bar, stack, api_url, settings)
         return _supervise(stack, dsn, args.duration, row_counts)
     finally:
         stack.stop_all()
@@ -162,12 +163,16 @@ def _start_api(stack: Any, settings: Settings, env: dict[str, str]) -> str:
     return url
 
 
-def _print_up(dsn: str, feed_url: str, bar: str, stack: Any, api_url: str) -> None:
+def _print_up(
+    dsn: str, feed_url: str, bar: str, stack: Any, api_url: str, settings: Settings
+) -> None:
+    recovery = settings.recovery_path(bar) if settings.recovery else "off"
     out.print("[bold green]Stock Sentinel is up[/]")
     out.print(f"  api       {api_url}  (docs: {api_url}/docs)")
     out.print(f"  database  {dsn}")
     out.print(f"  feed      {feed_url}")
-    out.print(f"  dataflow  {bar} bars")
+    out.print(f"  journal   {settings.journal_file}")
+    out.print(f"  dataflow  {bar} bars, recovery {recovery}")
     out.print(f"  logs      {stack.log_dir}")
     out.print("  stop      Ctrl-C")
 
@@ -176,16 +181,73 @@ def _supervise(stack: Any, dsn: str, duration: float | None, counts: Any) -> int
     deadline = time.monotonic() + duration if duration else None
     next_status = time.monotonic() + 5
     while deadline is None or time.monotonic() < deadline:
-        if dead := stack.failed():
-            console.print(f"[red]{dead.name} exited with code {dead.proc.returncode}[/]")
-            console.print(stack.tail(dead))
-            return 1
+        for event in stack.supervise():
+            console.print(f"[yellow]{event}[/]", markup=False, highlight=False)
         if time.monotonic() >= next_status:
             next_status += 5
             with contextlib.suppress(psycopg.Error):
                 c = counts(dsn)
                 out.print("  rows: " + "  ".join(f"{k} {v:,}" for k, v in c.items()))
         time.sleep(0.2)
+    return 0
+
+
+# -- sentinel feed, sentinel dataflow: the live path's two processes ----------------------
+
+
+def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from connectors.finnhub import FinnhubFeed
+    from connectors.journal import Journal, JournalBusyError
+    from connectors.recorder import FeedRecorder
+    from dataflows.records import wall_clock_us
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        dsn: str | None = database_url(settings)
+    except EmbeddedDatabaseError as exc:
+        console.print(f"[yellow]not following the tickers table:[/] {exc}")
+        dsn = None
+    journal = Journal(settings.journal_file)
+    try:
+        journal.lock_for_writing()
+    except JournalBusyError as exc:
+        raise CommandError(str(exc)) from None
+    token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
+    feed = FinnhubFeed(
+        settings.feed_url, token, settings.symbol_list, dsn, poll_interval_s=2.0,
+        backoff_initial_s=0.5, backoff_max_s=30.0, proxy=None, clock=wall_clock_us,
+        last_seq=journal.last_stamp_us(),
+    )  # fmt: skip
+    recorder = FeedRecorder(journal, feed, retention_s=settings.journal_retention_h * 3600)
+    console.print(f"feed {settings.feed_url} -> journal {settings.journal_file}")
+    try:
+        recorder.run(stop)
+    finally:
+        journal.close()
+    console.print(f"feed stopped after journaling {recorder.written:,} messages")
+    return 0
+
+
+def cmd_dataflow(args: argparse.Namespace, settings: Settings) -> int:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from dataflows.ticks import build_flow
+
+    recovery = None
+    if settings.recovery:
+        directory = settings.recovery_path(settings.bar)
+        _ensure_recovery_dir(directory)
+        recovery = RecoveryConfig(directory, timedelta(seconds=settings.backup_interval_s))
+        console.print(f"recovery: {directory}, a snapshot every {settings.snapshot_interval_s:g} s")
+    cli_main(
+        build_flow(), workers_per_process=args.workers or settings.workers,
+        epoch_interval=timedelta(seconds=settings.snapshot_interval_s), recovery_config=recovery,
+    )  # fmt: skip
     return 0
 
 
@@ -339,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-w", "--workers", type=int, help="Bytewax workers")
     up.add_argument("--duration", type=float, help="stop after this many seconds")
     up.set_defaults(func=cmd_up)
+
+    feed = sub.add_parser("feed", help="the feed process: websocket -> the journal")
+    feed.set_defaults(func=cmd_feed)
+
+    flow = sub.add_parser("dataflow", help="the live dataflow: the journal -> TimescaleDB")
+    flow.add_argument("-w", "--workers", type=int, help="Bytewax workers")
+    flow.set_defaults(func=cmd_dataflow)
 
     sim = sub.add_parser("simulate", help="a Finnhub-protocol websocket feed of simulated trades")
     sim.add_argument("--port", type=int, default=8765)

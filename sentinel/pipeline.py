@@ -46,7 +46,7 @@ def flow_config(
     s = settings
     return FlowConfig(
         parse=ParseConfig(max_future_s=s.max_future_s, max_past_s=s.max_past_s),
-        bars=BarConfig(bar_seconds or parse_interval(s.bar), s.late_allowance_s),
+        bars=BarConfig(bar_seconds or parse_interval(s.bar), s.late_allowance_s, s.price_band),
         metrics=MetricsConfig(
             window=s.metrics_window,
             ewma_lambda=s.ewma_lambda,
@@ -113,13 +113,14 @@ class SinkStatusReporter:
     def _upsert(conn: psycopg.Connection[Any], stats: SinkStats) -> None:
         conn.execute(
             """INSERT INTO sink_status (table_name, worker, rows_written, rows_skipped,
-                   retries, last_error, updated_at) VALUES (%s, %s, %s, %s, %s, %s, now())
+                   rows_failed, retries, last_error, updated_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, now())
                ON CONFLICT (table_name, worker) DO UPDATE SET
                    rows_written = EXCLUDED.rows_written, rows_skipped = EXCLUDED.rows_skipped,
-                   retries = EXCLUDED.retries, last_error = EXCLUDED.last_error,
-                   updated_at = now()""",
+                   rows_failed = EXCLUDED.rows_failed, retries = EXCLUDED.retries,
+                   last_error = EXCLUDED.last_error, updated_at = now()""",
             [stats.table, stats.worker_index, stats.rows_written, stats.rows_skipped,
-             stats.retries, stats.last_error],
+             stats.rows_failed, stats.retries, stats.last_error],
         )  # fmt: skip
 
 
@@ -127,7 +128,8 @@ def timescale_sinks(dsn: str, batch_rows: int = 50_000, report_status: bool = Tr
     reporter = SinkStatusReporter(dsn) if report_status else None
 
     def sink(spec: TableSpec) -> TimescaleSink:
-        return TimescaleSink(dsn, spec, batch_rows=batch_rows, on_write=reporter)
+        # Retries at least every 5 s: back within seconds of the database.
+        return TimescaleSink(dsn, spec, batch_rows=batch_rows, backoff_max_s=5.0, on_write=reporter)
 
     return Sinks(
         ticks=sink(TICKS),
@@ -160,8 +162,8 @@ def checkpoint_loader(dsn: str) -> Callable[[str], list[tuple[Any, ...]]]:
 
 
 def default_wiring() -> tuple[Any, Sinks, FlowConfig]:
-    """The live pipeline: the Finnhub-protocol feed, following the `tickers` table."""
-    from connectors.finnhub import FinnhubSource
+    """The live pipeline: the feed journal (written by ``sentinel feed``) into TimescaleDB."""
+    from connectors.journal import JournalSource
 
     settings = get_settings()
     if not logging.getLogger().handlers:  # `python -m bytewax.run` configures none
@@ -170,10 +172,7 @@ def default_wiring() -> tuple[Any, Sinks, FlowConfig]:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     dsn = database_url(settings)
-    token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
-    source = FinnhubSource(
-        url=settings.feed_url, token=token, symbols=settings.symbol_list, tickers_dsn=dsn
-    )
+    source = JournalSource(settings.journal_file)
     config = replace(flow_config(settings), checkpoint_loader=checkpoint_loader(dsn))
     return source, timescale_sinks(dsn, settings.sink_batch_rows), config
 

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     sim_port: int = 8765
     sim_seed: int = 42
     sim_rate: float = Field(default=20.0, description="Simulated trades/s per symbol.")
+    journal_path: Path | None = Field(
+        default=None, description="The feed journal (default: $SENTINEL_HOME/journal/feed.sqlite3)."
+    )
+    journal_retention_h: float = Field(
+        default=24.0, gt=0, description="Keep processed journal entries this long (hours)."
+    )
 
     # -- dataflow ----------------------------------------------------------------------
     bar: str = Field(default="5s", description="Bar length: 1s to 1d (e.g. 5s, 1m, 1h, 1d).")
@@ -74,8 +80,21 @@ class Settings(BaseSettings):
     checkpoint_every_s: float = Field(default=1200.0, description="Model checkpoint interval.")
     checkpoint_clock: str = Field(default="event", description="'event' or 'system' time.")
     workers: int = 1
-    recovery_dir: Path | None = None
-    snapshot_interval_s: float = 10.0
+    price_band: float = Field(
+        default=4.0, description="Refuse trades this factor away from the recent median (0: off)."
+    )
+    recovery: bool = Field(default=True, description="Bytewax recovery for the live dataflow.")
+    recovery_dir: Path | None = Field(
+        default=None, description="Recovery state (default: $SENTINEL_HOME/recovery/bar-<bar>)."
+    )
+    snapshot_interval_s: float = Field(default=10.0, gt=0, description="Recovery snapshots.")
+    backup_interval_s: float = Field(
+        default=0.0, ge=0, description="Keep superseded recovery snapshots this long."
+    )
+    restart_backoff_s: float = Field(
+        default=1.0, gt=0, description="`sentinel up`: first wait before restarting a child."
+    )
+    restart_backoff_max_s: float = Field(default=30.0, gt=0, description="Longest such wait.")
 
     # -- HTTP API ----------------------------------------------------------------------
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
@@ -109,6 +128,20 @@ class Settings(BaseSettings):
     )
     api_stream_queue: int = Field(
         default=1000, ge=1, description="Events buffered per /stream client before dropping."
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1, description="Largest request body, in bytes (else 413)."
+    )
+    api_notification_max_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="Most one stored Grafana notification takes (payload, title, message), "
+        "in bytes; longer strings are cut to fit.",
+    )
+    api_notification_max_alerts: int = Field(
+        default=100,
+        ge=1,
+        description="Alerts stored per webhook call; the rest are counted in truncatedAlerts.",
     )
 
     @field_validator("grafana_db_password")
@@ -149,6 +182,14 @@ class Settings(BaseSettings):
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def journal_file(self) -> Path:
+        return self.journal_path or self.home_dir / "journal" / "feed.sqlite3"
+
+    def recovery_path(self, bar: str) -> Path:
+        """Recovery state is kept per bar length: bars of another length cannot resume it."""
+        return self.recovery_dir or self.home_dir / "recovery" / f"bar-{bar}"
 
 
 def embedded_database(settings: Settings) -> EmbeddedPostgres:

@@ -1,9 +1,11 @@
-"""Run and supervise the processes of ``sentinel up``: feed simulator, dataflow, API.
+"""Run and supervise the processes of ``sentinel up``: simulator, feed, dataflow, API.
 
 Each runs as a child process in its own session with its log under
-``$SENTINEL_HOME/logs``. If one dies, the rest are stopped and its last log lines shown;
-Ctrl-C (or SIGTERM) stops them all, newest first: SIGINT, then SIGTERM, then SIGKILL,
-each by pid.
+``$SENTINEL_HOME/logs``. A child that exits (a crash, ``kill -9``) is restarted after a
+backoff that doubles with each quick failure (``backoff_s`` up to ``backoff_max_s``; a
+child that ran for ``healthy_s`` starts again from ``backoff_s``), and why it stopped is
+reported with its last log lines. Ctrl-C (or SIGTERM) stops them all, newest first:
+SIGINT, then SIGTERM, then SIGKILL, each by pid.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,30 +29,70 @@ COUNTED_TABLES = ("ticks", "bars", "bar_metrics", "alerts", "ticks_rejected")
 @dataclass
 class Child:
     name: str
-    proc: subprocess.Popen[bytes]
+    cmd: list[str]
+    env: dict[str, str]
     log_path: Path
+    proc: subprocess.Popen[bytes]
+    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    failures: int = 0  # consecutive exits soon after a start
+    restart_at: float | None = None  # a restart is due then
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 @dataclass
 class Stack:
     log_dir: Path
     console: Console
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    healthy_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
     children: list[Child] = field(default_factory=list)
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
-                start_new_session=True,
-            )  # fmt: skip
-        child = Child(name, proc, log_path)
+        child = Child(name, cmd, env, log_path, self._popen(cmd, env, log_path))
         self.children.append(child)
         return child
 
-    def failed(self) -> Child | None:
-        return next((c for c in self.children if c.proc.poll() is not None), None)
+    @staticmethod
+    def _popen(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                start_new_session=True,
+            )  # fmt: skip
+
+    def supervise(self) -> list[str]:
+        """Notice exited children and restart those whose backoff is over; returns what
+        happened, a line each."""
+        now, events = self.clock(), []
+        for child in self.children:
+            code = child.proc.poll()
+            if code is not None and child.restart_at is None:
+                quick = now - child.started_at < self.healthy_s
+                child.failures = child.failures + 1 if quick else 1
+                delay = min(self.backoff_max_s, self.backoff_s * 2 ** (child.failures - 1))
+                child.restart_at = now + delay
+                events.append(
+                    f"{child.name} {describe_exit(code)}; restarting in {delay:.1f} s\n"
+                    + self.tail(child)
+                )
+            elif child.restart_at is not None and now >= child.restart_at:
+                child.proc = self._popen(child.cmd, child.env, child.log_path)
+                child.started_at, child.restart_at = now, None
+                child.restarts += 1
+                events.append(f"{child.name} restarted (restart {child.restarts})")
+        return events
 
     def stop_all(self, timeout: float = 10.0) -> None:
         for child in reversed(self.children):

@@ -99,7 +99,7 @@ def test_images_are_pinned(name: str) -> None:
 
 def test_app_services_build_one_image_from_the_dockerfile() -> None:
     app = {name: s for name, s in SERVICES.items() if "build" in s}
-    assert set(app) == {"migrate", "simulator", "dataflow", "api"}
+    assert set(app) == {"migrate", "simulator", "feed", "dataflow", "api"}
     assert len({s["image"] for s in app.values()}) == 1
     assert all(s["build"]["dockerfile"] == "Dockerfile" for s in app.values())
 
@@ -191,9 +191,8 @@ def test_every_command_refers_to_an_existing_entry_point(name: str) -> None:
 
 
 def test_the_dataflow_runs_the_production_flow() -> None:
-    assert _argv(SERVICES["dataflow"])[:4] == [
-        "python", "-m", "bytewax.run", "dataflows.ticks:build_flow()",
-    ]  # fmt: skip
+    assert _argv(SERVICES["feed"]) == ["sentinel", "feed"]
+    assert _argv(SERVICES["dataflow"])[:2] == ["sentinel", "dataflow"]
     assert _argv(SERVICES["api"])[:2] == ["uvicorn", "api.main:app"]
     assert _argv(SERVICES["migrate"])[2].startswith("sentinel db migrate")
 
@@ -253,7 +252,8 @@ def test_migrate_runs_once() -> None:
 def test_dependencies_wait_on_conditions() -> None:
     expected = {
         "migrate": {"timescaledb": "service_healthy"},
-        "dataflow": {"migrate": "service_completed_successfully", "simulator": "service_healthy"},
+        "feed": {"migrate": "service_completed_successfully", "simulator": "service_healthy"},
+        "dataflow": {"migrate": "service_completed_successfully", "feed": "service_started"},
         "api": {"migrate": "service_completed_successfully"},
         "grafana": {"timescaledb": "service_healthy", "migrate": "service_completed_successfully"},
     }
@@ -305,8 +305,27 @@ def test_grafana_has_every_variable_its_provisioning_files_use() -> None:
 
 def test_simulator_is_the_default_feed_and_live_needs_only_settings() -> None:
     assert "simulator" in re.findall(r"^COMPOSE_PROFILES=(.*)$", ENV_EXAMPLE, re.MULTILINE)[0]
-    env = SERVICES["dataflow"]["environment"]
+    env = SERVICES["feed"]["environment"]
     assert _interpolate(env["SENTINEL_FEED_URL"]) == "ws://simulator:8765"
     assert "FINNHUB_TOKEN" in env
     assert SERVICES["simulator"]["profiles"] == ["simulator"]
     assert _argv(SERVICES["simulator"])[-4:] == ["--host", "0.0.0.0", "--port", "8765"]
+
+
+def test_the_feed_and_the_dataflow_share_the_journal_and_recovery_survives_the_container() -> None:
+    """A restarted dataflow container resumes: its recovery state and the journal it
+    replays live on named volumes, where the settings put them under the image's
+    SENTINEL_HOME."""
+    from sentinel.settings import Settings
+
+    home = re.search(r"SENTINEL_HOME=(\S+)", (ROOT / "Dockerfile").read_text())
+    assert home
+    settings = Settings(home=Path(home.group(1).rstrip("\\")))
+    feed = {t: s for s, t, _ in _mounts(SERVICES["feed"])}
+    flow = {t: s for s, t, _ in _mounts(SERVICES["dataflow"])}
+    journal_dir = str(settings.journal_file.parent)
+    assert feed[journal_dir] == flow[journal_dir] == "journal"
+    recovery = settings.recovery_path("5s")
+    assert flow[str(recovery.parent)] == "recovery"
+    assert settings.recovery, "recovery is on by default"
+    assert SERVICES["dataflow"]["restart"] == SERVICES["feed"]["restart"] == "unless-stopped"

@@ -69,10 +69,24 @@ def test_stale_feed_fires_once_per_silence_and_only_when_open() -> None:
     # it ticks again, then falls silent again: a new episode, a new alert
     assert feed.update(t0 + 130 * US, subs, {"MSFT": t0 + 130 * US}, always) == []
     later = feed.update(t0 + 200 * US, subs, {"AAPL": t0 + 200 * US}, always)
-    assert [a.symbol for a in later] == ["MSFT"]
+    # AAPL too was silent from 120 s to 200 s (no batch came in between): its gap shows,
+    # timed when it reached the limit.
+    assert [(a.symbol, (a.time_us - t0) // US) for a in later] == [("AAPL", 180), ("MSFT", 190)]
     never = StaleFeed(cfg)
     never.update(t0, subs, {}, lambda s, t: False)
     assert never.update(t0 + 600 * US, subs, {}, lambda s, t: False) == []
+
+
+def test_a_gap_jumped_over_shows_as_one_stale_alert() -> None:
+    """The feed process was down: the next batch already has trades again, 20 s later."""
+    feed = StaleFeed(AlertConfig(stale_after_s=5))
+    always = market_open_check("always")
+    t0 = 1_700_000_000 * US
+    subs = ("AAPL",)
+    assert feed.update(t0, subs, {"AAPL": t0}, always) == []
+    (alert,) = feed.update(t0 + 20 * US, subs, {"AAPL": t0 + 20 * US}, always)
+    assert (alert.kind, alert.time_us, alert.value) == ("stale_feed", t0 + 5 * US, 20.0)
+    assert feed.update(t0 + 21 * US, subs, {"AAPL": t0 + 21 * US}, always) == []
 
 
 def test_market_calendar() -> None:

@@ -1,5 +1,6 @@
-"""The live path for real: `sentinel simulate` on localhost, the dataflow in its own
-process following the `tickers` table, and a feed that dies and comes back."""
+"""The live path for real: `sentinel simulate` on localhost, the feed process following
+the `tickers` table into the journal, the dataflow in its own process reading it, and a
+websocket server that dies and comes back."""
 
 from __future__ import annotations
 
@@ -30,13 +31,17 @@ def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path
         "SENTINEL_BAR": "1s",
         "SENTINEL_LATE_ALLOWANCE_S": "0.5",
         "SENTINEL_SYMBOLS": "AAPL",
+        "SENTINEL_HOME": str(tmp_path / "home"),
     }
     with psycopg.connect(db) as conn:
         conn.execute("INSERT INTO tickers (symbol) VALUES ('AAPL')")
-    sim_log, flow_log = tmp_path / "sim.log", tmp_path / "flow.log"
+    sim_log, feed_log, flow_log = tmp_path / "sim.log", tmp_path / "feed.log", tmp_path / "flow.log"
     sim = start(sim_args, env, sim_log)
     try:
-        with running(["-m", "bytewax.run", "dataflows.ticks:build_flow()"], env, flow_log):
+        with (
+            running(["-m", "sentinel", "feed"], env, feed_log),
+            running(["-m", "sentinel", "dataflow"], env, flow_log),
+        ):
             bars = "SELECT count(*) FROM bars WHERE symbol = %s"
             wait_until(lambda: scalar(db, bars, "AAPL") >= 2, 60, "AAPL bars", flow_log)
             assert scalar(db, bars, "MSFT") == 0
@@ -62,8 +67,8 @@ def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path
                 def resumed(s: str = sym) -> bool:
                     return scalar(db, after, s, restarted_us / 1e6) > 10
 
-                wait_until(resumed, 60, f"{sym} ticks after the feed restart", flow_log)
-            log = flow_log.read_text(errors="replace")
+                wait_until(resumed, 60, f"{sym} ticks after the feed restart", feed_log)
+            log = feed_log.read_text(errors="replace")
             assert "disconnected" in log.lower()
             assert log.lower().count("connected to") >= 2
     finally:

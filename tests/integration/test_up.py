@@ -75,7 +75,7 @@ def test_ctrl_c_stops_the_feed_and_the_dataflow(db: str, tmp_path: Path) -> None
     with running(["-m", "sentinel", "up"], env, log) as proc:
         wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 60, "start-up", log)
         children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
-        assert len(children) == 3, "the simulator, the dataflow and the API"
+        assert len(children) == 4, "the simulator, the feed, the dataflow and the API"
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(60)
     assert "stopped the API, the feed and the dataflow" in log.read_text()

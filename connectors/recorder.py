@@ -1,0 +1,102 @@
+"""The feed process: receive from the websocket, stamp the arrival time, append to the journal.
+
+:class:`FeedRecorder` drains a :class:`~connectors.finnhub.FinnhubFeed` (which
+reconnects, resubscribes and follows the ``tickers`` table on its own thread) into a
+:class:`~connectors.journal.Journal` every ``flush_s``, in one transaction per flush.
+It writes a ``SUBSCRIBED`` entry whenever the wanted symbols change (before the
+messages drained with it, so trades of a symbol just added are judged as subscribed), and
+a ``HEARTBEAT`` when nothing else was written for ``heartbeat_s``, so the dataflow's
+clock moves on while the market, or the connection, is quiet. It never parses: a message
+the dataflow would refuse is journaled like any other and refused there, with a reason.
+
+If the journal cannot be written (disk full, a lock held too long), the entries stay in
+memory and the next flush tries again; nothing received is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+
+from connectors.finnhub import FinnhubFeed
+from connectors.journal import HEARTBEAT, MESSAGE, SUBSCRIBED, Journal
+from dataflows.records import US, wall_clock_us
+
+__all__ = ["FeedRecorder"]
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[int | None, int, "bytes | str | None"]
+
+
+class FeedRecorder:
+    def __init__(
+        self,
+        journal: Journal,
+        feed: FinnhubFeed,
+        *,
+        flush_s: float = 0.02,
+        heartbeat_s: float = 0.25,
+        retention_s: float = 86_400.0,
+        prune_every_s: float = 60.0,
+        clock: Callable[[], int] = wall_clock_us,
+    ) -> None:
+        self.journal = journal
+        self.feed = feed
+        self.flush_s = flush_s
+        self.heartbeat_us = round(heartbeat_s * US)
+        self.retention_us = round(retention_s * US)
+        self.prune_every_us = round(prune_every_s * US)
+        self.clock = clock
+        self.written = 0  # messages journaled
+        self._pending: list[Entry] = []
+        self._wanted: frozenset[str] | None = None
+        self._last_write_us = 0
+        self._next_prune_us = 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Record until ``stop`` is set; then flush what is left and stop the feed."""
+        self.feed.start()
+        try:
+            while not stop.wait(self.flush_s):
+                self.flush()
+                self._maybe_prune()
+        finally:
+            self.feed.stop()
+            self.flush()
+
+    def flush(self) -> None:
+        inbox = self.feed.inbox
+        messages = [inbox.popleft() for _ in range(len(inbox))]
+        wanted = self.feed.wanted  # read after draining: see the module docstring
+        now = self.clock()
+        if wanted != self._wanted:
+            self._pending.append((None, SUBSCRIBED, json.dumps(sorted(wanted))))
+            self._wanted = wanted
+        self._pending.extend((seq, MESSAGE, text) for seq, text in messages)
+        if not self._pending and now - self._last_write_us >= self.heartbeat_us:
+            self._pending.append((now, HEARTBEAT, None))
+        if not self._pending:
+            return
+        try:
+            self.journal.append(self._pending)
+        except sqlite3.Error as exc:
+            log.warning("journal write failed (%s); %d entries kept", exc, len(self._pending))
+            return
+        self.written += len(messages)
+        self._pending = []
+        self._last_write_us = now
+
+    def _maybe_prune(self) -> None:
+        now = self.clock()
+        if now < self._next_prune_us:
+            return
+        self._next_prune_us = now + self.prune_every_us
+        try:
+            if removed := self.journal.prune(now - self.retention_us):
+                log.info("journal: pruned %d entries older than the retention", removed)
+        except sqlite3.Error as exc:
+            log.warning("journal pruning failed: %s", exc)

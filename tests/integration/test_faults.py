@@ -1,0 +1,182 @@
+"""Faults on a live `sentinel up`, on 127.0.0.1 and bounded in time: the dataflow or the
+feed killed with -9, the database stopped for 15 s. Nothing that was received is lost,
+nothing is judged late, every part comes back by itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.integration.hostile_feed import HostileFeed
+from tests.integration.procs import wait_until
+from tests.integration.stack import (
+    LiveStack,
+    late_rejects,
+    live_stack,
+    missing_bars,
+    return_mismatches,
+    unbarred_ticks,
+)
+from timescale.embedded import EmbeddedPostgres
+
+SYMBOLS = "AAPL,MSFT,NVDA"
+
+
+def assert_nothing_lost(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        counts = conn.execute("SELECT count(*), (SELECT count(*) FROM ticks) FROM bars").fetchone()
+    print(f"measured: {counts} bars and ticks checked")  # shown with `pytest -s`
+    assert missing_bars(dsn) == dict.fromkeys(SYMBOLS.split(","), 0)
+    assert late_rejects(dsn) == 0
+    assert return_mismatches(dsn) == []
+    assert unbarred_ticks(dsn) == dict.fromkeys(SYMBOLS.split(","), 0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_dataflow_killed_with_sigkill_is_restarted_and_loses_nothing(
+    db: str, tmp_path: Path
+) -> None:
+    env = {"SENTINEL_SYMBOLS": SYMBOLS, "SENTINEL_SNAPSHOT_INTERVAL_S": "4"}
+    with live_stack(tmp_path, env, db) as up:
+        up.wait_for_bars_after(0, 3, 60)
+        victim = up.child("dataflow")
+        os.kill(victim, signal.SIGKILL)
+        killed_s = time.time()
+        wait_until(lambda: "dataflow restarted" in up.text(), 30, "the restart", up.log)
+        assert "dataflow was killed by SIGKILL" in up.text()
+        assert up.child("dataflow") != victim
+        up.wait_for_bars_after(killed_s + 5, 3, 90)
+        print(f"measured: bars again {time.time() - killed_s:.1f} s after the kill")
+        os.kill(up.proc.pid, signal.SIGINT)
+        up.proc.wait(60)
+    assert up.proc.returncode == 130, "stopped by Ctrl-C, not by a failure"
+    assert_nothing_lost(db)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_database_outage_of_15_s_loses_no_bar(tmp_path: Path) -> None:
+    """On its own embedded database, really stopped and started again."""
+    database = EmbeddedPostgres(tmp_path / "home")
+    try:
+        with live_stack(tmp_path, {"SENTINEL_SYMBOLS": SYMBOLS}, None) as up:
+            _outage(up, database)
+            os.kill(up.proc.pid, signal.SIGINT)
+            up.proc.wait(60)
+        assert "restarted" not in up.text(), "nothing crashed"
+        assert_nothing_lost(up.dsn)
+    finally:
+        database.stop()  # `sentinel up` leaves its database running
+
+
+def _outage(up: LiveStack, database: EmbeddedPostgres) -> None:
+    up.wait_for_bars_after(0, 3, 60)
+    assert database.stop()
+    stopped = time.monotonic()
+    statuses = []
+    while time.monotonic() - stopped < 15:  # the outage itself lasts 15 s
+        statuses.append(httpx.get(f"{up.api}/health", timeout=10).status_code)
+        time.sleep(0.5)
+    database.start()
+    back_s = time.time()
+    assert set(statuses) == {503}, statuses
+    print(f"measured: {len(statuses)} /health answers during the outage, all 503")
+    wait_until(
+        lambda: httpx.get(f"{up.api}/health", timeout=10).status_code == 200, 30,
+        "the API healthy again", up.log,
+    )  # fmt: skip
+    print(f"measured: /health 200 again {time.time() - back_s:.1f} s after the database")
+    # The outage's bars are made from the journal once the sinks get through.
+    outage_bars = (
+        "SELECT count(*) FROM bars WHERE time BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
+    )
+    wait_until(
+        lambda: up.scalar(outage_bars, back_s - 15, back_s - 5) >= 3 * 2, 60,
+        "the bars of the outage", up.log,
+    )  # fmt: skip
+    print(f"measured: the outage's bars written {time.time() - back_s:.1f} s after it")
+    up.wait_for_bars_after(back_s + 5, 3, 90)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_feed_killed_with_sigkill_comes_back_and_the_gap_is_a_stale_alert(
+    db: str, tmp_path: Path
+) -> None:
+    env = {
+        "SENTINEL_SYMBOLS": SYMBOLS,
+        "SENTINEL_STALE_CALENDAR": "always",
+        "SENTINEL_STALE_AFTER_S": "1.5",
+        # The feed stays down at least 3 s: longer than the stale limit.
+        "SENTINEL_RESTART_BACKOFF_S": "3",
+    }
+    with live_stack(tmp_path, env, db) as up:
+        up.wait_for_bars_after(0, 2, 60)
+        victim = up.child("feed")
+        os.kill(victim, signal.SIGKILL)
+        killed_s = time.time()
+        wait_until(lambda: "feed restarted" in up.text(), 30, "the restart", up.log)
+        up.wait_for_bars_after(killed_s + 5, 2, 60)
+        alerts = "SELECT count(DISTINCT symbol) FROM alerts WHERE kind = 'stale_feed'"
+        wait_until(lambda: up.scalar(alerts) == 3, 30, "a stale alert per ticker", up.log)
+        os.kill(up.proc.pid, signal.SIGINT)
+        up.proc.wait(60)
+    feed_log = (tmp_path / "home" / "logs" / "feed.log").read_text()
+    assert feed_log.count("connected to ws://") >= 2, "connected again"
+    assert feed_log.count("subscribed NVDA") >= 2, "subscribed again"
+    stale = up.scalar(
+        "SELECT count(*) FROM alerts WHERE kind = 'stale_feed' AND time > to_timestamp(%s)",
+        killed_s - 2,
+    )
+    assert stale == 3, "one alert per ticker, for the gap"
+    gaps = up.scalar("SELECT min(value) * 1000 FROM alerts WHERE kind = 'stale_feed'")
+    print(f"measured: the feed was silent for at least {gaps / 1000:.1f} s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_hostile_feed_never_stops_the_dataflow_and_every_trade_is_accounted_for(
+    db: str, tmp_path: Path
+) -> None:
+    with HostileFeed(rounds=300) as feed:
+        env = {
+            "SENTINEL_SYMBOLS": SYMBOLS,
+            "SENTINEL_SIMULATE": "false",
+            "SENTINEL_FEED_URL": f"ws://127.0.0.1:{feed.port}",
+        }
+        with live_stack(tmp_path, env, db) as up:
+            dataflow = up.child("dataflow")
+            assert feed.done.wait(120), "the hostile feed sent everything"
+            sent = feed.sent
+            good, bad = sum(sent.ticks.values()), sum(sent.rejects.values())
+
+            def stored() -> bool:
+                ticks = up.scalar("SELECT count(*) FROM ticks")
+                return ticks >= good and up.scalar("SELECT count(*) FROM ticks_rejected") >= bad
+
+            wait_until(stored, 60, f"{good} ticks and {bad} rejects", up.log)
+            assert up.child("dataflow") == dataflow, "the dataflow never stopped"
+            os.kill(up.proc.pid, signal.SIGINT)
+            up.proc.wait(60)
+    assert "restart" not in up.text(), up.text()[-3000:]
+    with psycopg.connect(db) as conn:
+        ticks: dict[str, int] = dict(
+            conn.execute("SELECT symbol, count(*) FROM ticks GROUP BY 1").fetchall()
+        )
+        reasons: dict[str, int] = dict(
+            conn.execute("SELECT reason, count(*) FROM ticks_rejected GROUP BY 1").fetchall()
+        )
+        unsafe = conn.execute(
+            "SELECT count(*) FROM ticks_rejected WHERE reason IS NULL OR detail IS NULL"
+        ).fetchone()
+    print(f"measured: {dict(sent.ticks)} trades and {dict(sent.rejects)} rejects sent")
+    assert ticks == dict(sent.ticks), "every good trade is stored, once"
+    assert reasons == dict(sent.rejects), "every bad one, with its reason"
+    assert unsafe == (0,)
