@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +18,8 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
+
+from api.notifications import NotificationRow
 
 Row = dict[str, Any]
 Query = str | bytes | sql.SQL | sql.Composed
@@ -359,7 +360,8 @@ async def symbol_progress(conn: Conn) -> list[Row]:
 async def sink_status(conn: Conn) -> list[Row]:
     return await fetch(
         conn,
-        """SELECT table_name, worker, rows_written, rows_skipped, retries, updated_at
+        """SELECT table_name, worker, rows_written, rows_skipped, rows_failed, retries,
+                  updated_at
            FROM sink_status ORDER BY table_name, worker""",
     )
 
@@ -399,65 +401,15 @@ async def alerts(
     return await fetch(conn, query, params)
 
 
-_RULE_IN_URL = re.compile(r"/alerting/grafana/([^/?#]+)")
-
-
-def notification_rows(
-    payload: Mapping[str, Any],
-) -> list[tuple[str, str | None, str | None, str | None, str]]:
-    """One row per alert of a Grafana webhook payload (one row for the message itself
-    when it carries no alert): status, rule uid, title, message, JSON payload (the
-    envelope without the other alerts, plus this alert under ``alert``)."""
-    envelope = {k: v for k, v in payload.items() if k != "alerts"}
-    alerts_in = list(payload.get("alerts") or [])
-    if not alerts_in:
-        return [
-            (
-                str(payload.get("status")),
-                None,
-                payload.get("title"),
-                payload.get("message"),
-                json.dumps(envelope),
-            )
-        ]
-    rows = []
-    for alert in alerts_in:
-        labels = alert.get("labels") or {}
-        annotations = alert.get("annotations") or {}
-        found = _RULE_IN_URL.search(str(alert.get("generatorURL") or ""))
-        rule_uid = (
-            labels.get("__alert_rule_uid__")
-            or labels.get("rule_uid")
-            or (found.group(1) if found else None)
-        )
-        title = annotations.get("summary") or labels.get("alertname") or payload.get("title")
-        message = annotations.get("description") or payload.get("message")
-        status = str(alert.get("status") or payload.get("status"))
-        rows.append((status, rule_uid, title, message, json.dumps({**envelope, "alert": alert})))
-    return rows
-
-
-def storable(value: Any) -> Any:
-    """PostgreSQL text and JSONB hold neither NUL characters nor lone UTF-16 surrogates:
-    drop the former and replace the latter, so that a notification is never lost."""
-    if isinstance(value, str):
-        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [storable(v) for v in value]
-    return value
-
-
-async def store_notifications(conn: Conn, payload: Mapping[str, Any]) -> list[int]:
+async def store_notifications(conn: Conn, rows: Sequence[NotificationRow]) -> list[int]:
     ids = []
     async with conn.transaction():
-        for row in notification_rows(storable(payload)):
+        for row in rows:
             got = await fetch_one(
                 conn,
                 """INSERT INTO alert_notifications (status, rule_uid, title, message, payload)
                    VALUES (%s, %s, %s, %s, %s::jsonb) RETURNING id""",
-                row,
+                [row.status, row.rule_uid, row.title, row.message, json.dumps(row.payload)],
             )
             assert got is not None
             ids.append(int(got["id"]))

@@ -1,14 +1,21 @@
 """One JSON shape for every error: ``{"error": "<what is wrong>", "detail": ...}``.
 
 Bad input is 422 with a sentence naming the parameter, an unknown symbol 404, a missing
-or wrong API key 401/403, and an unreachable database 503 (the pool reconnects by
-itself, so the service recovers when the database returns).
+or wrong API key 401/403, a request body over the limit 413, a body not sent as JSON 415,
+and an unreachable database 503 (the pool reconnects by itself, so the service recovers
+when the database returns).
+
+Rendering an error cannot fail: what it echoes of the request is cut short and escaped
+(lone surrogates, non-finite numbers, objects JSON cannot hold), and should rendering
+still fail the answer is the status alone.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 import psycopg
@@ -24,6 +31,9 @@ from api.schemas import SYMBOL_RULE, ErrorOut
 log = logging.getLogger(__name__)
 
 TIME_PARAMS = {"start", "end", "since", "until"}
+ECHO_CHARS = 64  # of a value echoed in a message
+TEXT_CHARS = 2000  # of any string in an error answer
+MAX_ERRORS = 10  # validation errors described; the rest are counted
 
 
 class ApiError(Exception):
@@ -44,9 +54,51 @@ def not_found(error: str) -> ApiError:
     return ApiError(404, error)
 
 
+def cut(text: str, limit: int = ECHO_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def echo(value: Any) -> str:
+    """``value`` as a message may quote it: the repr (control characters and lone
+    surrogates escaped) of at most its first :data:`ECHO_CHARS` characters."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"<an integer of {value.bit_length()} bits>"  # repr would be slow, or fail
+    if isinstance(value, str):
+        return cut(repr(cut(value)), 2 * ECHO_CHARS)
+    return cut(repr(value))
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` made safe to render as UTF-8 JSON."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 64 else echo(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return cut(value, TEXT_CHARS).encode("utf-8", "backslashreplace").decode("utf-8")
+    if depth >= 8:
+        return "…"
+    if isinstance(value, dict):
+        return {jsonable(str(k)): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v, depth + 1) for v in value]
+    return jsonable(echo(value))
+
+
 def error_response(status: int, error: str, detail: Any = None) -> JSONResponse:
-    body = ErrorOut(error=error, detail=detail).model_dump(mode="json")
-    return JSONResponse(body, status_code=status)
+    """The JSON error answer (:class:`~api.schemas.ErrorOut`)."""
+    try:
+        body = {"error": jsonable(str(error)), "detail": jsonable(detail)}
+        return JSONResponse(body, status_code=status)
+    except Exception:  # the error answer must go out whatever it was asked to echo
+        log.exception("could not render the error for a %s answer", status)
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "error"
+        return JSONResponse({"error": phrase, "detail": None}, status_code=status)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -55,6 +107,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "API key missing",
         403: "API key wrong",
         404: "Unknown symbol or row",
+        413: "Request body too large (over `SENTINEL_API_MAX_BODY_BYTES`)",
+        415: "Request body not sent as JSON (`Content-Type: application/json`)",
         422: "Invalid request: the message says which parameter and why",
         503: "Database unavailable",
     }
@@ -62,7 +116,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _where(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc]
+    parts = [cut(str(p)) for p in loc]
     if not parts:
         return "request"
     place, names = parts[0], parts[1:]
@@ -77,28 +131,33 @@ def _where(loc: Sequence[Any]) -> str:
 def describe_validation(errors: Sequence[Any]) -> str:
     """One sentence for FastAPI's validation errors, naming each parameter."""
     sentences = []
-    for err in errors:
+    for err in errors[:MAX_ERRORS]:
         loc = err.get("loc", ())
         name = str(loc[-1]) if loc else ""
         msg = str(err.get("msg", "invalid"))
         if name == "symbol" and err.get("type") in {"string_pattern_mismatch", "string_too_long"}:
-            msg = f"bad symbol {err.get('input')!r}: {SYMBOL_RULE}"
+            msg = f"bad symbol {echo(err.get('input'))}: {SYMBOL_RULE}"
         elif name in TIME_PARAMS and err.get("type") == "string_pattern_mismatch":
-            msg = f"bad time {err.get('input')!r}: expected ISO 8601, e.g. 2024-05-01T13:30:00Z"
+            msg = f"bad time {echo(err.get('input'))}: expected ISO 8601, e.g. 2024-05-01T13:30:00Z"
         sentences.append(f"{_where(loc)}: {msg}")
+    if len(errors) > MAX_ERRORS:
+        sentences.append(f"and {len(errors) - MAX_ERRORS} more")
     return "invalid request: " + "; ".join(sentences)
 
 
 def _plain(errors: Sequence[Any]) -> list[dict[str, Any]]:
     out = []
-    for err in errors:
+    for err in errors[:MAX_ERRORS]:
         item = {
-            "loc": list(err.get("loc", ())),
+            "loc": [p if isinstance(p, int) else cut(str(p)) for p in err.get("loc", ())],
             "msg": str(err.get("msg")),
             "type": err.get("type"),
         }
-        if isinstance(err.get("input"), str | int | float | bool):
-            item["input"] = err["input"]
+        value = err.get("input")
+        if isinstance(value, str):
+            item["input"] = cut(value)
+        elif isinstance(value, int | float | bool):
+            item["input"] = jsonable(value)
         out.append(item)
     return out
 
@@ -159,6 +218,11 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal database error", None)
 
 
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The server logs the exception and closes the connection after this answer.
+    return error_response(500, "internal error", None)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(ApiError, _api_error)
@@ -168,3 +232,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(psycopg.errors.QueryCanceled, _query_timeout)
     app.add_exception_handler(psycopg.errors.DataError, _data_error)
     app.add_exception_handler(psycopg.Error, _database_error)
+    app.add_exception_handler(Exception, _unexpected)

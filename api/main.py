@@ -22,6 +22,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api import errors
+from api.body import BodyLimitMiddleware
 from api.routes import (
     alerts,
     bar_metrics,
@@ -46,6 +47,7 @@ Stock Sentinel's HTTP API: bars, metrics, forecasts, models and alerts from Time
 the tickers the live dataflow follows, live updates (`/stream`) and Prometheus metrics.
 
 Times are ISO 8601 in UTC. Every error is JSON: `{"error": "<what is wrong>", "detail": ...}`.
+Request bodies are JSON (`Content-Type: application/json`), at most `SENTINEL_API_MAX_BODY_BYTES`.
 Mutating requests need the API key (`X-API-Key`) when `SENTINEL_API_KEY` is set.
 """
 
@@ -100,6 +102,7 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 def fit_schema_to_settings(schema: dict[str, Any], settings: Settings) -> None:
     """Make the OpenAPI schema exact for this configuration: security (and 401/403) only
     where a key is really required, and the configured maximum `limit`."""
+    cap = settings.api_max_limit
     for operations in schema.get("paths", {}).values():
         for method, op in operations.items():
             needs_key = settings.api_key is not None and (
@@ -113,7 +116,8 @@ def fit_schema_to_settings(schema: dict[str, Any], settings: Settings) -> None:
                 if param.get("name") == "limit" and param.get("in") == "query":
                     for branch in param["schema"].get("anyOf", [param["schema"]]):
                         if branch.get("type") == "integer":
-                            branch["maximum"] = settings.api_max_limit
+                            most = branch.get("maximum", cap)  # a route's own, if lower
+                            branch["maximum"] = min(most, cap)
 
 
 def create_app(
@@ -150,6 +154,7 @@ def create_app(
         runbook,
     ):
         app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -229,8 +229,11 @@ class GrafanaWebhook(BaseModel):
 
 
 class NotificationsStored(BaseModel):
-    stored: int
+    stored: int = Field(description="Rows stored: one per alert (one for a payload without).")
     ids: list[int]
+    alerts_left_out: int = Field(
+        default=0, description="Alerts beyond `SENTINEL_API_NOTIFICATION_MAX_ALERTS`, not stored."
+    )
 
 
 class NotificationOut(BaseModel):

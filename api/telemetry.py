@@ -103,6 +103,9 @@ def pipeline_families(
     skipped = CounterMetricFamily(
         "sentinel_sink_rows_skipped", "Rows already stored (idempotent re-delivery).", labels=labels
     )
+    failed = CounterMetricFamily(
+        "sentinel_sink_rows_failed", "Rows the database refused, left out alone.", labels=labels
+    )
     retries = CounterMetricFamily(
         "sentinel_sink_retries", "Write attempts retried after an outage.", labels=labels
     )
@@ -113,6 +116,7 @@ def pipeline_families(
         key = [str(s["table_name"]), str(s["worker"])]
         written.add_metric(key, float(s["rows_written"]))
         skipped.add_metric(key, float(s["rows_skipped"]))
+        failed.add_metric(key, float(s["rows_failed"]))
         retries.add_metric(key, float(s["retries"]))
         updated.add_metric(key, _epoch(s["updated_at"]) or 0.0)
     rejected = GaugeMetricFamily(
@@ -139,7 +143,10 @@ def pipeline_families(
         reconnects.add_metric(src, float(f["reconnects"]))
         if (when := _epoch(f["last_message_at"])) is not None:
             last_message.add_metric(src, when)
-    return [up, written, skipped, retries, updated, rejected, connected, reconnects, last_message]
+    return [
+        up, written, skipped, failed, retries, updated, rejected, connected, reconnects,
+        last_message,
+    ]  # fmt: skip
 
 
 def exposition(metrics: RequestMetrics, pipeline: Sequence[Metric]) -> bytes:

@@ -182,7 +182,10 @@ def _supervise(stack: Any, dsn: str, duration: float | None, counts: Any) -> int
     next_status = time.monotonic() + 5
     while deadline is None or time.monotonic() < deadline:
         for event in stack.supervise():
-            console.print(f"[yellow]{event}[/]", markup=False, highlight=False)
+            headline, _, tail = event.partition("\n")
+            console.print(headline, style="yellow", markup=False, highlight=False)
+            if tail:
+                console.print(tail, style="dim", markup=False, highlight=False)
         if time.monotonic() >= next_status:
             next_status += 5
             with contextlib.suppress(psycopg.Error):

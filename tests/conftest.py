@@ -39,17 +39,27 @@ def server_dsn() -> Iterator[str]:
         return
     db = EmbeddedPostgres(TEST_HOME)
     TEST_HOME.parent.mkdir(parents=True, exist_ok=True)
-    # Several pytest sessions may share the cluster: start it under a lock, and only the
-    # session that started it stops it.
+    # Several pytest sessions may share the cluster: each holds a shared lock while it
+    # runs, and the last one to finish (the one that then gets the lock exclusively)
+    # stops the cluster.
+    users = open(TEST_HOME.parent / ".test-cluster.users", "w")  # noqa: SIM115
     with open(TEST_HOME.parent / ".test-cluster.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        started_here = not db.status().running
+        fcntl.flock(users, fcntl.LOCK_SH)
         db.start()
     try:
         yield db.dsn("postgres")
     finally:
-        if started_here:
-            db.stop()
+        with open(TEST_HOME.parent / ".test-cluster.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fcntl.flock(users, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another session still uses it
+            else:
+                db.stop()
+            users.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from api import db
+from api.body import JsonBodyRoute
 from api.deps import PoolDep, ReadAccess, WriteAccess
 from api.errors import not_found, responses
 from api.params import SymbolPath
 from api.schemas import TickerIn, TickerOut
 
-router = APIRouter(prefix="/tickers", tags=["tickers"], dependencies=[ReadAccess])
+router = APIRouter(
+    prefix="/tickers", tags=["tickers"], dependencies=[ReadAccess], route_class=JsonBodyRoute
+)
 
 
 @router.get("", response_model=list[TickerOut], responses=responses(401, 403, 422, 503))
@@ -37,7 +40,7 @@ async def list_tickers(
     dependencies=[WriteAccess],
     responses={
         200: {"model": TickerOut, "description": "Already there (re-activated if it was inactive)"},
-        **responses(401, 403, 422, 503),
+        **responses(401, 403, 413, 415, 422, 503),
     },
 )
 async def add_ticker(body: TickerIn, pool: PoolDep, response: Response) -> TickerOut:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from api.errors import error_response
 from tests.api.conftest import TestClient
 
 BAD_GETS = [
@@ -109,3 +111,49 @@ def test_range_checks_use_the_settings(filled_db: str) -> None:
         assert r.status_code == 422
         assert "at most 0.0416667 days" in r.json()["error"]
         assert c.get("/bars/AAPL").json()["count"] == 50, "the default limit is capped too"
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_the_error_renderer_escapes_what_it_echoes() -> None:
+    detail = {
+        "surrogate": "a\ud800b",
+        "nul": "a\x00b",
+        "nan": float("nan"),
+        "inf": [float("-inf")],
+        "huge": 10**5000,
+        "bytes": b"\xff",
+        ("a", 1): "a tuple key",
+        "long": "x" * 100_000,
+    }
+    r = error_response(422, "bad \udfff input", detail)
+    body = json.loads(bytes(r.body))
+    assert body["error"] == "bad \\udfff input"
+    assert body["detail"]["surrogate"] == "a\\ud800b"
+    assert body["detail"]["nul"] == "a\x00b", "JSON escapes it"
+    assert (body["detail"]["nan"], body["detail"]["inf"]) == ("nan", ["-inf"])
+    assert body["detail"]["huge"] == "<an integer of 16610 bits>"
+    assert body["detail"]["bytes"] == "b'\\xff'"
+    assert body["detail"]["('a', 1)"] == "a tuple key"
+    assert len(body["detail"]["long"]) == 2001
+
+
+def test_the_error_renderer_answers_even_when_rendering_fails() -> None:
+    r = error_response(422, "bad", {"x": _Unprintable()})
+    assert r.status_code == 422
+    assert json.loads(bytes(r.body)) == {"error": "Unprocessable Entity", "detail": None}
+
+
+def test_a_long_bad_body_gets_a_short_message(client: TestClient) -> None:
+    r = client.post("/tickers", json={"symbol": "A" * 100_000})
+    assert r.status_code == 422
+    assert "body field 'symbol': bad symbol 'AAAA" in r.json()["error"]
+    assert len(r.content) < 1000
+
+    r = client.post("/tickers", json={"symbol": "AAPL", **{f"k{i}": i for i in range(500)}})
+    assert r.status_code == 422
+    assert r.json()["error"].endswith("; and 490 more")
+    assert len(r.json()["detail"]) == 10

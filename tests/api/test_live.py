@@ -1,6 +1,7 @@
-"""The API with the real live pipeline: `sentinel simulate` and the dataflow in their own
-processes. A ticker added through POST /tickers gets bars through the running dataflow,
-and /stream delivers them as they are written."""
+"""The API with the real live pipeline: `sentinel simulate`, the feed process (into the
+journal) and the dataflow (reading it) in their own processes. A ticker added through
+POST /tickers gets bars through the running dataflow, and /stream delivers them as they
+are written."""
 
 from __future__ import annotations
 
@@ -48,9 +49,10 @@ def test_a_ticker_added_through_the_api_gets_bars(db: str, tmp_path: Path) -> No
         "SENTINEL_BAR": "1s",
         "SENTINEL_LATE_ALLOWANCE_S": "0.5",
         "SENTINEL_SYMBOLS": "AAPL",
+        "SENTINEL_HOME": str(tmp_path / "home"),  # the journal and the recovery state
     }
     execute(db, "INSERT INTO tickers (symbol) VALUES ('AAPL')")
-    flow_log = tmp_path / "flow.log"
+    feed_log, flow_log = tmp_path / "feed.log", tmp_path / "flow.log"
     sim = start(["-m", "sentinel", "simulate", "--port", str(port), "--rate", "40"], env,
                 tmp_path / "sim.log")  # fmt: skip
     app = create_app(settings(api_key=API_KEY), dsn=db)
@@ -58,7 +60,8 @@ def test_a_ticker_added_through_the_api_gets_bars(db: str, tmp_path: Path) -> No
     ready, done = threading.Event(), threading.Event()
     try:
         with (
-            running(["-m", "bytewax.run", "dataflows.ticks:build_flow()"], env, flow_log),
+            running(["-m", "sentinel", "feed"], env, feed_log),
+            running(["-m", "sentinel", "dataflow"], env, flow_log),
             serve_in_thread(app) as base,
             httpx.Client(base_url=base, timeout=10) as http,
         ):

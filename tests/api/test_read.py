@@ -363,6 +363,7 @@ def test_prometheus_metrics(client: TestClient, filled_db: str) -> None:
         key = (("table", row["table_name"]), ("worker", str(row["worker"])))
         assert samples[("sentinel_sink_rows_written_total", key)] == row["rows_written"]
         assert samples[("sentinel_sink_rows_skipped_total", key)] == row["rows_skipped"]
+        assert samples[("sentinel_sink_rows_failed_total", key)] == row["rows_failed"]
         assert samples[("sentinel_sink_retries_total", key)] == row["retries"]
     ticks = (("table", "ticks"), ("worker", "99"))
     assert samples[("sentinel_sink_rows_written_total", ticks)] == 12345

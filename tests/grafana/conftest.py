@@ -23,6 +23,7 @@ from bytewax.testing import TestingSource, run_main
 from psycopg import sql
 
 from connectors.simulator import SimulatorSource, Spike
+from connectors.timescale import SPECS
 from dataflows.analysis import CheckpointConfig
 from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
@@ -41,7 +42,7 @@ RUN_S = 20 * 60
 class FilledDb:
     dsn: str
     now: datetime  # the end of the simulated run
-    ready: datetime  # when everything was written: "now" for a dashboard looking at it
+    ready: datetime  # "now" for a dashboard looking at it: 5 s after the run's end
     symbols: tuple[str, ...]
 
 
@@ -104,15 +105,33 @@ def _status_rows(dsn: str, end: datetime) -> None:
         )
 
 
-def _wait_for_sink_status(dsn: str, timeout_s: float = 10.0) -> None:
+def _wait_for_sink_status(dsn: str, timeout_s: float = 30.0) -> None:
+    """Wait until ``sink_status`` holds every sink's final counters.
+
+    A background thread publishes them (``SinkStatusReporter``, a pass every ~2 s) and
+    may still be writing after ``run_main`` has returned; each write moves
+    ``updated_at``. Once every table's ``rows_written`` equals the rows it holds (a
+    fresh database: nothing skipped), the final counters are stored and nothing updates
+    them again, so a dashboard range ending after this sees every row."""
+    checks = sql.SQL(", ").join(
+        sql.SQL(
+            "(SELECT count(*) FROM {table}) = (SELECT coalesce(sum(rows_written), 0) "
+            "FROM sink_status WHERE table_name = {name})"
+        ).format(table=sql.Identifier(table), name=sql.Literal(table))
+        for table in SPECS
+    )
+    query = sql.SQL("SELECT ARRAY[{}]").format(checks)
     deadline = time.monotonic() + timeout_s
     with psycopg.connect(dsn, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute("SELECT count(*) FROM sink_status").fetchone()
-            if row and row[0]:
+        while True:
+            row = conn.execute(query).fetchone()
+            done = dict(zip(SPECS, row[0] if row else [], strict=True))
+            if all(done.values()):
                 return
-            time.sleep(0.2)
-    raise AssertionError("the sinks never reported to sink_status")
+            if time.monotonic() > deadline:
+                behind = sorted(t for t, ok in done.items() if not ok)
+                raise AssertionError(f"sink_status never caught up for {behind}")
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -135,11 +154,15 @@ def filled_db(server_dsn: str, template_db: str) -> Iterator[FilledDb]:
         conn.execute("INSERT INTO tickers (symbol, active) VALUES (%s, false)", [INACTIVE])
     try:
         _simulate(dsn, start_us)
+        _wait_for_sink_status(dsn)  # before _dead_letters adds rows it does not report
         _dead_letters(dsn, end_us)
         end = datetime.fromtimestamp(end_us / US, tz=timezone.utc)
         _status_rows(dsn, end)
-        _wait_for_sink_status(dsn)
-        yield FilledDb(dsn, end, datetime.now(timezone.utc), SYMBOLS)
+        # However long the run took on a loaded machine, the dashboard looks at it 5 s
+        # after its end: the sinks' status is dated then too.
+        with psycopg.connect(dsn) as conn:
+            conn.execute("UPDATE sink_status SET updated_at = %s", [end])
+        yield FilledDb(dsn, end, end + timedelta(seconds=5), SYMBOLS)
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(
