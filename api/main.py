@@ -70,6 +70,10 @@ def make_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[Any]:
         max_size=max(2, settings.api_db_pool_size),
         open=False,
         timeout=settings.api_db_timeout_s,
+        # psycopg_pool's reconnect backoff doubles without a cap until it gives up: after a
+        # long outage the next attempt could be minutes away. Giving up early lets the next
+        # request start a fresh attempt, so the API is back within a request of the database.
+        reconnect_timeout=settings.api_db_timeout_s,
         kwargs={"autocommit": True, "connect_timeout": max(2, int(settings.api_db_timeout_s))},
         configure=configure,
         check=AsyncConnectionPool.check_connection,

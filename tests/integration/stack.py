@@ -4,8 +4,11 @@ no trade judged late, returns that follow the stored closes."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,22 @@ class LiveStack:
                 if name.encode() in args:
                     return int(stat.parent.name)
         raise LookupError(f"no child running {name!r}")
+
+    def kill(self, name: str) -> float:
+        """``kill -9`` the child ``name``, wait until it is restarted; when it was killed."""
+        victim = self.child(name)
+        os.kill(victim, signal.SIGKILL)
+        killed_s = time.time()
+        wait_until(lambda: f"{name} restarted" in self.text(), 30, f"{name} restarted", self.log)
+        assert f"{name} was killed by SIGKILL" in self.text()
+        assert self.child(name) != victim
+        return killed_s
+
+    def stop(self) -> None:
+        """Ctrl-C, as a user would; `sentinel up` stops every child and exits."""
+        os.kill(self.proc.pid, signal.SIGINT)
+        self.proc.wait(60)
+        assert self.proc.returncode == 130, "stopped by Ctrl-C, not by a failure"
 
     def scalar(self, query: str, *params: object) -> int:
         with psycopg.connect(self.dsn, connect_timeout=5) as conn:
