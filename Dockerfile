@@ -1,5 +1,13 @@
 # The application image: the `sentinel` command line, the dataflow and the API.
 # Bytewax 0.21 ships wheels for glibc and CPython <= 3.12 only, hence Debian slim 3.12.
+
+# The dashboard's front-end packages, from the committed lock file (no build step: the
+# API serves lightweight-charts' standalone file as it is installed).
+FROM node:20.20.2-bookworm-slim AS dashboard
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
 FROM python:3.12.8-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -22,6 +30,7 @@ RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/
     && install -d -o sentinel -g sentinel /var/lib/sentinel/journal /var/lib/sentinel/recovery
 COPY --from=build /opt/venv /opt/venv
 COPY docs /opt/sentinel/docs
+COPY --from=dashboard /src/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js /opt/sentinel/vendor/
 USER sentinel
 WORKDIR /var/lib/sentinel
 ENTRYPOINT ["sentinel"]

@@ -10,8 +10,10 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The dashboard's front-end packages (package.json, package-lock.json), for the API to serve.
+NPM_STAMP := node_modules/.installed
 
-.PHONY: help setup run test lint typecheck unit timescaledb clean distclean
+.PHONY: help setup run test lint typecheck unit timescaledb dashboard browser clean distclean
 
 help:
 	@echo "make run    the whole pipeline on the embedded TimescaleDB (simulator feed, API)"
@@ -34,7 +36,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 timescaledb:
 	@bash timescale/install.sh
 
-setup: $(STAMP) timescaledb
+# Without npm the API still serves the dashboard, with a note instead of charts.
+$(NPM_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "note: npm is missing, so the dashboard will have no charts. Install Node.js and npm"; \
+		echo "      (Debian: apt-get install npm; elsewhere: https://nodejs.org), then run make again."; \
+	fi
+
+dashboard: $(NPM_STAMP)
+
+# Debian's chromium, for the dashboard's browser test (Playwright drives it).
+browser:
+	@bash tests/install_chromium.sh
+
+setup: $(STAMP) timescaledb dashboard
 
 run: setup
 	$(BIN)/sentinel up
@@ -46,7 +63,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+unit: setup browser
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -56,4 +73,4 @@ clean:
 	rm -rf .sentinel/test .mypy_cache .pytest_cache .ruff_cache
 
 distclean: clean
-	rm -rf .sentinel $(VENV)
+	rm -rf .sentinel $(VENV) node_modules

@@ -27,6 +27,7 @@ from api.routes import (
     alerts,
     bar_metrics,
     bars,
+    dashboard,
     forecasts,
     health,
     models,
@@ -156,6 +157,7 @@ def create_app(
         stream,
         prometheus,
         runbook,
+        dashboard,
     ):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)

@@ -168,6 +168,7 @@ def _print_up(
 ) -> None:
     recovery = settings.recovery_path(bar) if settings.recovery else "off"
     out.print("[bold green]Stock Sentinel is up[/]")
+    out.print(f"  dashboard {api_url}/")
     out.print(f"  api       {api_url}  (docs: {api_url}/docs)")
     out.print(f"  database  {dsn}")
     out.print(f"  feed      {feed_url}")

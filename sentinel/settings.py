@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -144,6 +145,18 @@ class Settings(BaseSettings):
         description="Alerts stored per webhook call; the rest are counted in truncatedAlerts.",
     )
 
+    # -- dashboard (GET /) -------------------------------------------------------------
+    dashboard_charts_js: Path | None = Field(
+        default=None,
+        description="lightweight-charts' standalone build the dashboard loads (default: "
+        "node_modules/ beside the packages, or the app image's copy).",
+    )
+    dashboard_time_zone: str | None = Field(
+        default=None,
+        description="IANA time zone of the dashboard's times (default: the time zone of "
+        "SENTINEL_STALE_CALENDAR's market; UTC for 'always').",
+    )
+
     @field_validator("grafana_db_password")
     @classmethod
     def _no_placeholder(cls, v: SecretStr | None) -> SecretStr | None:
@@ -164,6 +177,19 @@ class Settings(BaseSettings):
         if v is not None and len(v.get_secret_value().strip()) < 8:
             raise ValueError("is too short; use at least 8 characters")
         return cls._no_placeholder(v)
+
+    @field_validator("dashboard_time_zone")
+    @classmethod
+    def _known_time_zone(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        try:
+            ZoneInfo(v.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name, e.g. America/New_York)"
+            ) from None
+        return v.strip()
 
     @model_validator(mode="after")
     def _read_key_needs_a_key(self) -> Settings:

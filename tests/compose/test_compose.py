@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import json
 import re
 import shlex
 from pathlib import Path
@@ -113,8 +114,10 @@ def test_timescaledb_image_has_the_community_license() -> None:
 
 
 def test_dockerfile_is_glibc_python_312_non_root_with_the_sentinel_entrypoint() -> None:
-    bases = re.findall(r"^FROM (\S+)", DOCKERFILE, flags=re.MULTILINE)
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?$", DOCKERFILE, flags=re.MULTILINE)
+    bases = [base for base, name in stages if name != "dashboard"]
     assert bases
+    assert stages[-1][0] in bases, "the image itself is a Python one"
     for base in bases:
         assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", base), base
     pyproject = (ROOT / "pyproject.toml").read_text()  # no tomllib on Python 3.10
@@ -131,7 +134,34 @@ def test_dockerfile_is_glibc_python_312_non_root_with_the_sentinel_entrypoint() 
 
 def test_dockerignore_keeps_local_state_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".git", ".venv", ".sentinel", ".env", "tests"} <= ignored
+    assert {".git", ".venv", ".sentinel", ".env", "tests", "node_modules"} <= ignored
+    assert not {"package.json", "package-lock.json"} & ignored
+    # Every path the Dockerfile copies from the context is in it.
+    patterns = {line for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line and not line.startswith("#")}  # fmt: skip
+    for args in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, flags=re.MULTILINE):
+        for source in args.split()[:-1]:
+            assert source not in patterns, f"{source} is copied but ignored"
+
+
+def test_dashboard_stage_installs_the_locked_charts_where_the_api_finds_them() -> None:
+    from api.routes.dashboard import CHARTS_CANDIDATES, CHARTS_FILE
+
+    (base,) = re.findall(r"^FROM (\S+) AS dashboard$", DOCKERFILE, flags=re.MULTILINE)
+    assert re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", base), "a pinned Node.js image"
+    stage = DOCKERFILE.split("AS dashboard", 1)[1].split("\nFROM ", 1)[0]
+    assert "COPY package.json package-lock.json ./" in stage
+    assert re.search(r"^RUN npm ci --omit=dev\b", stage, flags=re.MULTILINE), "the lock file, as is"
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    package = json.loads((ROOT / "package.json").read_text())
+    assert lock["packages"][""]["dependencies"] == package["dependencies"], "lock file up to date"
+    assert "node_modules/lightweight-charts" in lock["packages"]
+    (src, dest) = re.findall(
+        r"^COPY --from=dashboard (\S+) (\S+)$", DOCKERFILE, flags=re.MULTILINE
+    )[0]
+    assert src == f"/src/node_modules/lightweight-charts/dist/{CHARTS_FILE}"
+    image_path = Path(dest) / CHARTS_FILE if dest.endswith("/") else Path(dest)
+    assert image_path in CHARTS_CANDIDATES, f"the API looks for the file at {image_path}"
 
 
 # -- commands ---------------------------------------------------------------------------

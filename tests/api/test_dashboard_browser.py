@@ -1,0 +1,276 @@
+"""The dashboard in a real browser: Debian's Chromium (``tests/install_chromium.sh``)
+driven by Playwright's Python package, against a live ``sentinel up`` on the simulator
+with 1 s bars. Nothing here downloads a browser: Playwright is pointed at the system's.
+
+Each test opens a fresh page and fails on any console error or uncaught exception it
+did not expect (a refused request it made on purpose; the connection errors while the
+API is down). Screenshots at 1280x800 and 390x844 go to the test's ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.serve import api_process
+from tests.api.conftest import API_KEY, scratch_db
+from tests.integration.procs import wait_until
+from tests.integration.stack import LiveStack, live_stack
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path(os.environ.get("SENTINEL_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SYMBOLS = "AAPL,MSFT"
+WAIT_MS = 20_000
+# Pixels of the candles' own colours (dashboard.js COLORS.up / COLORS.down).
+CANDLE_PIXELS = """() => {
+  const want = [[0x26, 0xa6, 0x9a], [0xef, 0x53, 0x50]];
+  let n = 0;
+  for (const canvas of document.querySelectorAll('#price-chart canvas')) {
+    if (!canvas.width || !canvas.height) continue;
+    const px = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < px.length; i += 4) {
+      const near = ([r, g, b]) =>
+        Math.abs(px[i] - r) < 6 && Math.abs(px[i + 1] - g) < 6 && Math.abs(px[i + 2] - b) < 6;
+      if (px[i + 3] > 200 && want.some(near)) n++;
+    }
+  }
+  return n;
+}"""
+
+if not CHROMIUM.is_file():
+    pytest.skip(
+        f"no Chromium at {CHROMIUM}: `make test` installs it (tests/install_chromium.sh)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(
+    server_dsn: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
+    env = {"SENTINEL_SYMBOLS": SYMBOLS, "SENTINEL_BAR": "1s"}
+    with (
+        scratch_db(server_dsn, template_db) as dsn,
+        live_stack(tmp_path_factory.mktemp("up"), env, dsn) as up,
+    ):
+        yield up
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800},
+        )
+        context.set_default_timeout(WAIT_MS)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+class Console:
+    """A page's console errors and uncaught exceptions."""
+
+    def __init__(self, page: Any) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._message)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def _message(self, msg: Any) -> None:
+        if msg.type == "error":
+            url = (msg.location or {}).get("url", "")
+            self.errors.append(f"{msg.text} ({url})")
+
+    def unexpected(self, *allowed: str) -> list[str]:
+        return [e for e in self.errors if not any(re.search(a, e) for a in allowed)]
+
+
+@pytest.fixture
+def page(browser: Any, stack: LiveStack) -> Iterator[tuple[Any, Console]]:
+    page = browser.new_page()
+    console = Console(page)
+    page.goto(f"{stack.api}/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.wait_for_selector("#live[data-state='live']")
+    try:
+        yield page, console
+    finally:
+        page.close()
+
+
+def bars_shown(page: Any) -> int:
+    return int(page.get_attribute("#price-box", "data-bars") or 0)
+
+
+def test_up_prints_the_dashboard_first(stack: LiveStack) -> None:
+    lines = [ln.strip() for ln in stack.text().split("Stock Sentinel is up", 1)[1].splitlines()]
+    assert lines[1] == f"dashboard {stack.api}/"
+    assert lines[2].startswith(f"api       {stack.api}")
+
+
+def test_candles_render_and_new_bars_arrive_live(
+    page: tuple[Any, Console], stack: LiveStack, tmp_path: Path
+) -> None:
+    p, console = page
+    p.wait_for_function("document.querySelector('#price-box').dataset.bars >= 5")
+    p.wait_for_function(f"({CANDLE_PIXELS})() > 50")
+    assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
+    assert p.text_content("#tz") is not None
+    assert "America/New_York" in (p.text_content("#tz") or "")
+
+    p.evaluate("window.__sameDocument = true")
+    last = p.get_attribute("#price-box", "data-last-bar")
+    p.wait_for_function(
+        "last => document.querySelector('#price-box').dataset.lastBar > last", arg=last
+    )
+    assert p.evaluate("window.__sameDocument") is True, "the new bar came without a reload"
+    assert p.get_attribute("#live", "data-state") == "live"
+    first = p.locator("#tickers tbody tr").first
+    assert re.fullmatch(r"[\d,]+\.\d\d", first.locator("[data-col='last']").inner_text())
+    assert re.fullmatch(r"\d+\.\d%", first.locator("[data-col='rv']").inner_text())
+
+    # Longer bars are re-bucketed by the API (interval=), and live bars join the bucket.
+    with p.expect_response(lambda r: "interval=1m" in r.url and r.status == 200):
+        p.select_option("#interval", "1m")
+    p.wait_for_function("window.sentinelDashboard.candles.every(c => c.time % 60 === 0)")
+    p.select_option("#interval", "")
+    p.wait_for_function(f"({CANDLE_PIXELS})() > 50")
+
+    p.screenshot(path=tmp_path / "dashboard-1280x800.png")
+    p.set_viewport_size({"width": 390, "height": 844})
+    p.wait_for_function("document.documentElement.scrollWidth <= 390")
+    p.screenshot(path=tmp_path / "dashboard-390x844.png")
+    assert console.unexpected() == []
+
+
+def test_the_form_adds_and_removes_tickers_and_shows_the_apis_message(
+    page: tuple[Any, Console], stack: LiveStack
+) -> None:
+    p, console = page
+    row = p.locator("#tickers tbody tr[data-symbol='IBM']")
+    p.focus("#symbol")
+    p.keyboard.type("ibm")
+    p.keyboard.press("Enter")
+    row.wait_for()
+    assert "IBM" in (p.text_content("#form-message") or "")
+    active = {t["symbol"] for t in httpx.get(f"{stack.api}/tickers?active=true").json()}
+    assert "IBM" in active
+    # The feed subscribes, the dataflow makes its first bar, and the stream brings it.
+    p.wait_for_function(
+        "document.querySelector(\"tr[data-symbol='IBM'] [data-col='last']\").textContent"
+        " !== '\\u2013'"
+    )
+
+    p.fill("#symbol", "IBM")
+    p.focus("#add")
+    p.keyboard.press("Tab")  # to Remove
+    p.keyboard.press("Enter")
+    row.wait_for(state="detached")
+    active = {t["symbol"] for t in httpx.get(f"{stack.api}/tickers?active=true").json()}
+    assert "IBM" not in active
+
+    expected = httpx.post(f"{stack.api}/tickers", json={"symbol": "NOT A SYMBOL"})
+    assert expected.status_code == 422
+    p.fill("#symbol", "NOT A SYMBOL")
+    p.keyboard.press("Enter")
+    p.wait_for_selector("#form-message.error")
+    assert p.text_content("#form-message") == expected.json()["error"]
+    assert console.unexpected(r"status of 422 .*/tickers\)$") == []
+
+
+def test_it_reconnects_after_the_api_restarts_and_catches_up(
+    page: tuple[Any, Console], stack: LiveStack
+) -> None:
+    p, console = page
+    refetches = int(p.get_attribute("body", "data-refetches") or 0)
+    os.kill(stack.child("uvicorn"), signal.SIGKILL)
+    p.wait_for_selector("#live[data-state='reconnecting']")
+    wait_until(lambda: "api restarted" in stack.text(), 30, "the API restarted", stack.log)
+    p.wait_for_selector("#live[data-state='live']", timeout=30_000)
+    p.wait_for_function(f"Number(document.body.dataset.refetches) > {refetches}")
+    shown = bars_shown(p)
+    last = p.get_attribute("#price-box", "data-last-bar")
+    p.wait_for_function(
+        "last => document.querySelector('#price-box').dataset.lastBar > last", arg=last
+    )
+    assert bars_shown(p) >= shown
+    # The stream was cut and requests could not connect while the API was down (network
+    # errors, no HTTP status); nothing else went wrong.
+    assert console.unexpected(r"^Failed to load resource: net::ERR_[A-Z_]+ ") == []
+
+
+def test_with_a_read_key_the_page_asks_for_it_then_reads_and_streams_with_it(
+    browser: Any, stack: LiveStack, tmp_path: Path
+) -> None:
+    env = {
+        "DATABASE_URL": stack.dsn,
+        "SENTINEL_API_KEY": API_KEY,
+        "SENTINEL_API_READ_KEY_REQUIRED": "true",
+    }
+    with api_process(env, log=tmp_path / "api.log") as url:
+        p = browser.new_page()
+        console = Console(p)
+        try:
+            p.goto(f"{url}/")
+            p.wait_for_selector("body[data-ready='true']")
+            assert "needs its key" in (p.text_content("#notice") or "")
+            assert p.locator("#tickers tbody tr").count() == 0
+            p.fill("#api-key", API_KEY)
+            p.press("#api-key", "Enter")
+            p.wait_for_selector("#live[data-state='live']")
+            p.wait_for_function("document.querySelector('#price-box').dataset.bars >= 2")
+            assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
+            assert p.is_hidden("#notice")
+            last = p.get_attribute("#price-box", "data-last-bar")
+            p.wait_for_function(
+                "last => document.querySelector('#price-box').dataset.lastBar > last", arg=last
+            )
+            # Without the key, reads were refused: those 401s, and nothing else.
+            assert console.unexpected(r"status of 401 ") == []
+        finally:
+            p.close()
+
+
+def test_without_the_chart_library_the_page_says_so_and_still_works(
+    browser: Any, stack: LiveStack, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": stack.dsn, "SENTINEL_DASHBOARD_CHARTS_JS": str(tmp_path / "none.js")}
+    with api_process(env, log=tmp_path / "api.log") as url:
+        p = browser.new_page()
+        console = Console(p)
+        try:
+            p.goto(f"{url}/")
+            p.wait_for_selector("body[data-ready='true']")
+            p.wait_for_selector("#live[data-state='live']")
+            assert "Charts are not installed" in (p.text_content("#charts-note") or "")
+            assert p.is_hidden("#price-box")
+            assert p.locator("canvas").count() == 0
+            assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
+            p.wait_for_function("document.querySelectorAll('#scores tbody tr').length > 0")
+            assert console.unexpected() == []
+        finally:
+            p.close()
