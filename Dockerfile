@@ -12,6 +12,7 @@ FROM python:3.12.8-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/app.lock ./requirements/app.lock
 COPY sentinel ./sentinel
 COPY dataflows ./dataflows
 COPY connectors ./connectors
@@ -19,7 +20,9 @@ COPY online_models ./online_models
 COPY api ./api
 COPY timescale ./timescale
 COPY grafana ./grafana
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes -r requirements/app.lock \
+    && /opt/venv/bin/pip install --no-deps .
 
 FROM python:3.12.8-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \

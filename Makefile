@@ -3,9 +3,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Bytewax 0.21 has wheels for CPython 3.10-3.12 only: take the newest of those we find.
-PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3,10) <= sys.version_info[:2] <= (3,12))' \
+# Bytewax 0.21 has wheels for CPython up to 3.12, and the locked versions need 3.11 or newer:
+# take the newest of 3.12 and 3.11 we find.
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] <= (3,12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,14 +14,14 @@ STAMP := $(VENV)/.installed
 # The dashboard's front-end packages (package.json, package-lock.json), for the API to serve.
 NPM_STAMP := node_modules/.installed
 
-.PHONY: help setup run test lint typecheck unit timescaledb dashboard browser clean distclean
+.PHONY: help setup run test lint typecheck unit timescaledb dashboard browser lock clean distclean
 
 help:
 	@echo "make run    the whole pipeline on the embedded TimescaleDB (simulator feed, API)"
 	@echo "make test   lint, type-check and the whole test suite"
 
 $(BIN)/python:
-	@[ -n "$(PYTHON)" ] || { echo "error: Python 3.10-3.12 is needed (Bytewax 0.21 has no wheels for others);" \
+	@[ -n "$(PYTHON)" ] || { echo "error: Python 3.11 or 3.12 is needed (Bytewax 0.21 has no wheels past 3.12);" \
 		"install one, or use 'docker compose up' (README.md)"; exit 1; }
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 		echo "python venv is missing; installing python3-venv"; \
@@ -28,10 +29,19 @@ $(BIN)/python:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv >/dev/null && \
 		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Exactly the tested versions, checked by hash (requirements/*.lock; `make lock` updates).
+$(STAMP): pyproject.toml requirements/dev.lock | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(STAMP)
+
+# Re-resolve the locked versions from pyproject.toml's ranges (then run `make test`).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11 \
+		--upgrade -q -o requirements/app.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --generate-hashes \
+		--python-version 3.11 --upgrade -q -o requirements/dev.lock
 
 timescaledb:
 	@bash timescale/install.sh
@@ -59,6 +69,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy

@@ -30,10 +30,12 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from typing_extensions import override
 
+from api.asgi import HttpMiddleware
 from api.errors import ApiError, echo, error_response
 
 MAX_DEPTH = 32
 MAX_NUMBER_CHARS = 100
+JSON_TYPE = "Content-Type: application/json"
 
 
 # -- the size limit ------------------------------------------------------------------------
@@ -47,18 +49,16 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"request body too large: the limit is {max_bytes} bytes")
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     """Refuses request bodies over ``max_bytes`` with a 413, counting the bytes as they
     are received (never buffering them)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    @override
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             # Answered before the body is read: the server discards it and the
@@ -215,6 +215,13 @@ def is_json(content_type: str | None) -> bool:
     )
 
 
+def _check_json_type(content_type: str | None) -> None:
+    """415 unless the body is declared JSON; the message says what was sent."""
+    if not is_json(content_type):
+        sent = f"got {echo(content_type)}" if content_type else "none was sent"
+        raise ApiError(415, f"request body must be JSON: send {JSON_TYPE} ({sent})")
+
+
 class _JsonRequest(Request):
     @override
     async def json(self) -> Any:
@@ -240,13 +247,7 @@ class JsonBodyRoute(APIRoute):
             except ClientDisconnect:  # nobody to answer; not a server error either
                 raise ApiError(400, "the client disconnected while sending the body") from None
             if body:
-                content_type = request.headers.get("content-type")
-                if not is_json(content_type):
-                    sent = f"got {echo(content_type)}" if content_type else "none was sent"
-                    raise ApiError(
-                        415, f"request body must be JSON: send Content-Type: application/json "
-                        f"({sent})",
-                    )  # fmt: skip
+                _check_json_type(request.headers.get("content-type"))
                 await request.json()
             return await handler(request)
 

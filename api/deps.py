@@ -1,7 +1,8 @@
 """FastAPI dependencies: settings, the database pool, the clock, the stream hub, API keys.
 
 Everything lives on ``app.state`` (set by :func:`api.main.create_app` and its lifespan);
-tests swap any of it through ``app.dependency_overrides``.
+each ``request_*`` function reads one of them, and tests swap any of it through
+``app.dependency_overrides``.
 """
 
 from __future__ import annotations
@@ -20,45 +21,46 @@ from api.errors import ApiError
 from api.stream import StreamHub
 from sentinel.settings import Settings
 
-Clock = Callable[[], datetime]
+# The API's clock: an aware UTC datetime (the dataflows' own clock counts epoch ns).
+WallClock = Callable[[], datetime]
 
 
-def get_settings(request: Request) -> Settings:
+def request_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_pool(request: Request) -> AsyncConnectionPool[Any]:
+def request_pool(request: Request) -> AsyncConnectionPool[Any]:
     pool: AsyncConnectionPool[Any] | None = getattr(request.app.state, "pool", None)
     if pool is None:
         raise ApiError(503, "database pool not open (the application is starting or stopping)")
     return pool
 
 
-async def get_connection(
-    pool: Annotated[AsyncConnectionPool[Any], Depends(get_pool)],
+async def pooled_connection(
+    pool: Annotated[AsyncConnectionPool[Any], Depends(request_pool)],
 ) -> AsyncIterator[AsyncConnection[Any]]:
     async with pool.connection() as conn:
         yield conn
 
 
-def get_clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
+def request_clock(request: Request) -> WallClock:
+    clock: WallClock = request.app.state.clock
     return clock
 
 
-def get_hub(request: Request) -> StreamHub:
+def request_hub(request: Request) -> StreamHub:
     hub: StreamHub | None = getattr(request.app.state, "hub", None)
     if hub is None:
         raise ApiError(503, "stream not available (the application is starting or stopping)")
     return hub
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-PoolDep = Annotated[AsyncConnectionPool[Any], Depends(get_pool)]
-ConnDep = Annotated[AsyncConnection[Any], Depends(get_connection)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
-HubDep = Annotated[StreamHub, Depends(get_hub)]
+SettingsDep = Annotated[Settings, Depends(request_settings)]
+PoolDep = Annotated[AsyncConnectionPool[Any], Depends(request_pool)]
+ConnDep = Annotated[AsyncConnection[Any], Depends(pooled_connection)]
+ClockDep = Annotated[WallClock, Depends(request_clock)]
+HubDep = Annotated[StreamHub, Depends(request_hub)]
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="SENTINEL_API_KEY, when one is configured."

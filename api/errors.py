@@ -115,6 +115,15 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorOut, "description": text[s]} for s in statuses}
 
 
+def text_responses(
+    media_type: str, description: str, *statuses: int
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for an endpoint that answers text (``media_type``), not JSON, and
+    for the error statuses it can answer."""
+    ok = {"content": {media_type: {"schema": {"type": "string"}}}, "description": description}
+    return {200: ok, **responses(*statuses)}
+
+
 def _where(loc: Sequence[Any]) -> str:
     parts = [cut(str(p)) for p in loc]
     if not parts:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api import errors
 from api.body import BodyLimitMiddleware
+from api.deps import WallClock
 from api.routes import (
     alerts,
     bar_metrics,
@@ -34,8 +35,8 @@ from api.routes import (
     prometheus,
     runbook,
     stream,
+    tickers,
 )
-from api.routes import tickers as tickers_routes
 from api.schemas import ErrorOut
 from api.stream import StreamHub
 from api.telemetry import MetricsMiddleware, RequestMetrics
@@ -102,34 +103,70 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 WRITE_METHODS = {"post", "put", "patch", "delete"}
+# Mounted in this order; the OpenAPI schema lists their paths in it.
+ROUTERS = (
+    health.router,
+    tickers.router,
+    bars.router,
+    bar_metrics.router,
+    forecasts.router,
+    models.router,
+    alerts.router,
+    stream.router,
+    prometheus.router,
+    runbook.router,
+    dashboard.router,
+)
 
 
 def fit_schema_to_settings(schema: dict[str, Any], settings: Settings) -> None:
     """Make the OpenAPI schema exact for this configuration: security (and 401/403) only
     where a key is really required, and the configured maximum `limit`."""
-    cap = settings.api_max_limit
     for operations in schema.get("paths", {}).values():
         for method, op in operations.items():
             needs_key = settings.api_key is not None and (
                 method in WRITE_METHODS or settings.api_read_key_required
             )
-            if not needs_key and "security" in op:
-                del op["security"]
-                for status in ("401", "403"):
-                    op.get("responses", {}).pop(status, None)
-            for param in op.get("parameters", []):
-                if param.get("name") == "limit" and param.get("in") == "query":
-                    for branch in param["schema"].get("anyOf", [param["schema"]]):
-                        if branch.get("type") == "integer":
-                            most = branch.get("maximum", cap)  # a route's own, if lower
-                            branch["maximum"] = min(most, cap)
+            if not needs_key:
+                _drop_security(op)
+            _cap_limit(op, settings.api_max_limit)
+
+
+def _drop_security(op: dict[str, Any]) -> None:
+    if "security" in op:
+        del op["security"]
+        for status in ("401", "403"):
+            op.get("responses", {}).pop(status, None)
+
+
+def _cap_limit(op: dict[str, Any], cap: int) -> None:
+    for param in op.get("parameters", []):
+        if param.get("name") == "limit" and param.get("in") == "query":
+            for branch in param["schema"].get("anyOf", [param["schema"]]):
+                if branch.get("type") == "integer":
+                    most = branch.get("maximum", cap)  # a route's own, if lower
+                    branch["maximum"] = min(most, cap)
+
+
+def add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The body limit innermost, then CORS, then request metrics outermost (they count
+    every answer, 413s and CORS preflights too)."""
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.request_metrics)
 
 
 def create_app(
     settings: Settings | None = None,
     *,
     dsn: str | None = None,
-    clock: Callable[[], datetime] = system_clock,
+    clock: WallClock = system_clock,
 ) -> FastAPI:
     """The application; ``dsn`` overrides the settings' database (tests)."""
     settings = settings or get_settings()
@@ -146,29 +183,9 @@ def create_app(
     app.state.pool = app.state.hub = None
     app.state.request_metrics = RequestMetrics()
     errors.install(app)
-    for module in (
-        health,
-        tickers_routes,
-        bars,
-        bar_metrics,
-        forecasts,
-        models,
-        alerts,
-        stream,
-        prometheus,
-        runbook,
-        dashboard,
-    ):
-        app.include_router(module.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
-    if settings.cors_origin_list:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
-        )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.request_metrics)
+    for router in ROUTERS:
+        app.include_router(router)
+    add_middleware(app, settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

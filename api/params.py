@@ -1,5 +1,5 @@
 """Query parameters shared by the routes, and the checks that turn them into a
-:class:`~api.db.Window` (or a 422 that says what is wrong).
+:class:`~api.queries.series.Window` (or a 422 that says what is wrong).
 
 Contract for time-series endpoints (``/bars``, ``/metrics``, forecast history):
 - ``start`` (inclusive) and ``end`` (exclusive) are ISO 8601; a time without an offset
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Depends, Path, Query
 
-from api.db import Window
 from api.errors import bad_request
+from api.queries.series import Window
 from api.schemas import STREAM_KINDS, SYMBOL_PATTERN, SYMBOL_RULE, Order
 from sentinel.settings import Settings, parse_interval
 
@@ -163,6 +163,39 @@ def series_query(
     else:
         check_range(s, e, settings.api_max_bucketed_range_s, "re-bucketed rows")
     return SeriesQuery(s, e, check_limit(settings, limit), order, interval_s)
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """A time-series route's symbol and window query parameters, as given (so FastAPI
+    validates them all before :meth:`series` checks how they fit together)."""
+
+    symbol: SymbolPath
+    start: Start = None
+    end: End = None
+    limit: Limit = None
+    order: OrderQ = "desc"
+
+    @property
+    def sym(self) -> str:
+        return self.symbol.upper()
+
+    def series(self, settings: Settings) -> SeriesQuery:
+        return series_query(settings, self.start, self.end, self.limit, self.order)
+
+
+@dataclass(frozen=True)
+class BucketedWindowParams(WindowParams):
+    """:class:`WindowParams` and ``interval``, to re-bucket the rows."""
+
+    interval: Interval = None
+
+    def series(self, settings: Settings) -> SeriesQuery:
+        return series_query(settings, self.start, self.end, self.limit, self.order, self.interval)
+
+
+WindowQuery = Annotated[WindowParams, Depends()]
+BucketedWindowQuery = Annotated[BucketedWindowParams, Depends()]
 
 
 def split_list(name: str, text: str | None) -> list[str]:

@@ -13,6 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing_extensions import override
+
+from api.asgi import HttpMiddleware
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -43,17 +46,15 @@ class RequestMetrics:
         self.latency.labels(route, method).observe(seconds)
 
 
-class MetricsMiddleware:
-    """Pure ASGI (it must not buffer ``/stream``'s endless response)."""
+class MetricsMiddleware(HttpMiddleware):
+    """Counts and times every HTTP answer in ``metrics``."""
 
     def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    @override
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         seen: dict[str, Any] = {}
 
@@ -96,6 +97,10 @@ def pipeline_families(
 ) -> list[Metric]:
     up = GaugeMetricFamily("sentinel_database_up", "1 when the API reached the database.")
     up.add_metric([], 1.0 if database_up else 0.0)
+    return [up, *_sink_families(sinks), _rejects_family(rejects), *_feed_families(feeds)]
+
+
+def _sink_families(sinks: Sequence[Mapping[str, Any]]) -> list[Metric]:
     labels = ["table", "worker"]
     written = CounterMetricFamily(
         "sentinel_sink_rows_written", "Rows inserted by each sink partition.", labels=labels
@@ -119,6 +124,10 @@ def pipeline_families(
         failed.add_metric(key, float(s["rows_failed"]))
         retries.add_metric(key, float(s["retries"]))
         updated.add_metric(key, _epoch(s["updated_at"]) or 0.0)
+    return [written, skipped, failed, retries, updated]
+
+
+def _rejects_family(rejects: Sequence[Mapping[str, Any]]) -> Metric:
     rejected = GaugeMetricFamily(
         "sentinel_ticks_rejected_last_hour",
         "Messages and trades refused by the parser in the last hour, by reason.",
@@ -126,6 +135,10 @@ def pipeline_families(
     )
     for r in rejects:
         rejected.add_metric([str(r["reason"])], float(r["n"]))
+    return rejected
+
+
+def _feed_families(feeds: Sequence[Mapping[str, Any]]) -> list[Metric]:
     connected = GaugeMetricFamily(
         "sentinel_feed_connected", "1 when the live feed is connected.", labels=["source"]
     )
@@ -143,10 +156,7 @@ def pipeline_families(
         reconnects.add_metric(src, float(f["reconnects"]))
         if (when := _epoch(f["last_message_at"])) is not None:
             last_message.add_metric(src, when)
-    return [
-        up, written, skipped, failed, retries, updated, rejected, connected, reconnects,
-        last_message,
-    ]  # fmt: skip
+    return [connected, reconnects, last_message]
 
 
 def exposition(metrics: RequestMetrics, pipeline: Sequence[Metric]) -> bytes:

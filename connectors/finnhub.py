@@ -2,9 +2,10 @@
 
 A background thread runs the websocket on its own asyncio loop. It reconnects after any
 disconnect or failed connect, with exponential backoff and full jitter, and subscribes
-again to every wanted symbol each time. With a ``tickers_dsn`` the wanted symbols follow
-the ``tickers`` table (``LISTEN sentinel_tickers`` for immediacy plus a periodic re-read),
-so tickers are added and removed while the pipeline runs.
+again to every wanted symbol each time. With a
+:class:`~connectors.timescale.tickers.TickerFollower` the wanted symbols follow the
+``tickers`` table, so tickers are added and removed while the pipeline runs, and the
+feed's health is published to ``feed_status``.
 
 Every received text is queued unchanged with its receive time; the Bytewax partition
 drains the queue into :class:`~dataflows.records.RawBatch` records. Parsing and validation
@@ -22,16 +23,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import quote
 
-import psycopg
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from typing_extensions import override
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from connectors._aio import cancel_from_another_thread, run_together
+from connectors.timescale.tickers import FeedStatus, TickerFollower
 from dataflows.records import US, RawBatch, RowBlock, wall_clock_us
 
 __all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubFeed", "FinnhubSource"]
@@ -39,7 +39,6 @@ __all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubFeed", "FinnhubSourc
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "ws://127.0.0.1:8765/"  # `sentinel simulate`, on its default port
-TICKERS_CHANNEL = "sentinel_tickers"
 SEQ_SHIFT = 0  # seq = receive time in us, bumped to stay increasing; the parser adds trade bits
 
 
@@ -80,8 +79,7 @@ class FinnhubFeed:
         url: str,
         token: str | None,
         symbols: Iterable[str],
-        tickers_dsn: str | None,
-        poll_interval_s: float,
+        tickers: TickerFollower | None,
         backoff_initial_s: float,
         backoff_max_s: float,
         proxy: str | None,
@@ -91,8 +89,7 @@ class FinnhubFeed:
         self.url = url  # logged: never the token
         self._token = token
         self._full_url = _with_token(url, token)
-        self._tickers_dsn = tickers_dsn
-        self._poll_interval_s = poll_interval_s
+        self._tickers = tickers
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._proxy = proxy
@@ -134,8 +131,8 @@ class FinnhubFeed:
 
     async def _main(self) -> None:
         loops = [self._connection_loop()]
-        if self._tickers_dsn is not None:
-            loops.append(self._tickers_loop(self._tickers_dsn))
+        if self._tickers is not None:
+            loops.append(self._tickers.run(self._set_wanted, self._status))
         await run_together(*loops)
 
     async def _connection_loop(self) -> None:
@@ -231,59 +228,17 @@ class FinnhubFeed:
         assert self._changed is not None
         self._changed.set()
 
-    async def _tickers_loop(self, dsn: str) -> None:
-        """Follow ``tickers``: re-read the active symbols on every notification and at
-        least every poll interval. While the database is unreachable, keep the current
-        subscriptions and retry."""
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    dsn, autocommit=True, connect_timeout=5
-                )
-                async with conn:
-                    await conn.execute(f"LISTEN {TICKERS_CHANNEL}")
-                    logger.info("following the tickers table")
-                    while True:
-                        cur = await conn.execute("SELECT symbol FROM tickers WHERE active")
-                        self._set_wanted(frozenset(row[0] for row in await cur.fetchall()))
-                        await self._report_status(conn)
-                        async for _ in conn.notifies(timeout=self._poll_interval_s, stop_after=1):
-                            pass
-            except Exception as exc:  # whatever went wrong, keep the feed going
-                logger.warning(
-                    "tickers table unavailable (%s); keeping %d subscriptions, retrying in %.1f s",
-                    _describe(exc),
-                    len(self.wanted),
-                    self._poll_interval_s,
-                )
-                await asyncio.sleep(self._poll_interval_s)
-
-    async def _report_status(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Upsert this feed's state into ``feed_status`` (for /health and Grafana).
-
-        Best effort: a failure here must never disturb following the tickers."""
+    def _status(self) -> FeedStatus:
         st = self.state
-        last = (
-            datetime.fromtimestamp(st.last_message_us / US, tz=timezone.utc)
-            if st.last_message_us
-            else None
+        return FeedStatus(
+            "finnhub",
+            self.url,
+            st.connected,
+            sorted(self.wanted),
+            st.last_message_us,
+            st.reconnects,
+            st.last_error,
         )
-        try:
-            async with conn.transaction():
-                await conn.execute(
-                    """INSERT INTO feed_status (source, url, connected, subscribed,
-                           last_message_at, reconnects, last_error, updated_at)
-                       VALUES ('finnhub', %s, %s, %s, %s, %s, %s, now())
-                       ON CONFLICT (source) DO UPDATE SET url = EXCLUDED.url,
-                           connected = EXCLUDED.connected, subscribed = EXCLUDED.subscribed,
-                           last_message_at = EXCLUDED.last_message_at,
-                           reconnects = EXCLUDED.reconnects, last_error = EXCLUDED.last_error,
-                           updated_at = now()""",
-                    [self.url, st.connected, sorted(self.wanted), last, st.reconnects,
-                     st.last_error],
-                )  # fmt: skip
-        except psycopg.Error as exc:
-            logger.debug("could not record the feed status: %s", exc)
 
 
 class _FinnhubPartition(StatefulSourcePartition[RawBatch, None]):
@@ -344,10 +299,11 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
     while the feed is down they are the ones going stale). A batch comes at least every
     ``heartbeat_s``, empty if need be.
 
-    ``symbols`` are the initial subscriptions. With ``tickers_dsn`` the ``tickers`` table
-    is the authority: its active symbols replace them as soon as it is first read, and
-    changes apply within a notification or at most ``poll_interval_s``. ``proxy`` is
-    passed to ``websockets`` (``None``: connect directly).
+    ``symbols`` are the initial subscriptions. With ``tickers`` (a
+    :class:`~connectors.timescale.tickers.TickerFollower`) the ``tickers`` table is the
+    authority: its active symbols replace them as soon as it is first read, and changes
+    apply within a notification or at most its poll interval. ``proxy`` is passed to
+    ``websockets`` (``None``: connect directly).
     """
 
     def __init__(
@@ -355,9 +311,8 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
         url: str = DEFAULT_URL,
         token: str | None = None,
         symbols: Iterable[str] = (),
-        tickers_dsn: str | None = None,
+        tickers: TickerFollower | None = None,
         *,
-        poll_interval_s: float = 2.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_batch: int = 5000,
@@ -368,8 +323,7 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
         self.url = url
         self.token = token
         self.symbols = list(symbols)
-        self.tickers_dsn = tickers_dsn
-        self.poll_interval_s = poll_interval_s
+        self.tickers = tickers
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.max_batch = max_batch
@@ -393,8 +347,7 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
             self.url,
             self.token,
             self.symbols,
-            self.tickers_dsn,
-            self.poll_interval_s,
+            self.tickers,
             self.backoff_initial_s,
             self.backoff_max_s,
             self.proxy,

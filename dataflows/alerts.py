@@ -16,23 +16,8 @@ from typing import Any
 
 from river import stats, utils
 
+from dataflows.config import AlertConfig  # re-exported: the step and its configuration
 from dataflows.records import US, Alert, Metrics
-
-
-@dataclass(frozen=True)
-class AlertConfig:
-    spike_ratio: float = 2.0  # current vol / baseline vol that raises an alert
-    rearm_ratio: float = 1.3  # below this, the next spike may alert again
-    baseline_bars: int = 120  # rolling baseline length
-    min_history: int = 30  # bars of baseline needed before any volatility alert
-    jump_sigmas: float = 6.0  # a bar return beyond this many sigmas is a price jump
-    stale_after_s: float = 60.0  # an active symbol silent this long is stale
-    stale_calendar: str = "XNYS"  # exchange_calendars name, or "always" for 24/7 feeds
-    anomaly_agree: float = 0.99  # an anomaly score this high makes a spike critical
-
-    def __post_init__(self) -> None:
-        if not 1.0 < self.rearm_ratio < self.spike_ratio:
-            raise ValueError("need 1 < rearm_ratio < spike_ratio")
 
 
 @dataclass
@@ -56,11 +41,21 @@ class VolatilityAlerts:
         if m.log_return is not None and self.prev_ewma and history >= cfg.min_history:
             sigmas = abs(m.log_return) / self.prev_ewma
             if sigmas > cfg.jump_sigmas:
-                out.append(Alert(
-                    m.start_us, m.symbol, "price_jump", "warning", sigmas, cfg.jump_sigmas,
+                message = (
                     f"{m.symbol} moved {m.log_return:+.4%} in one bar: "
-                    f"{sigmas:.1f} sigma (threshold {cfg.jump_sigmas:g})",
-                ))  # fmt: skip
+                    f"{sigmas:.1f} sigma (threshold {cfg.jump_sigmas:g})"
+                )
+                out.append(
+                    Alert(
+                        m.start_us,
+                        m.symbol,
+                        "price_jump",
+                        "warning",
+                        sigmas,
+                        cfg.jump_sigmas,
+                        message,
+                    )
+                )
         if m.ewma_vol is not None:
             if history >= cfg.min_history:
                 out.extend(self._spike(m, m.ewma_vol, self.baseline.get(), anomaly))
@@ -87,11 +82,12 @@ class VolatilityAlerts:
         agrees = anomaly is not None and anomaly >= cfg.anomaly_agree
         severity = "critical" if ratio >= 2 * cfg.spike_ratio or agrees else "warning"
         opinion = "" if anomaly is None else f"; anomaly score {anomaly:.3f}"
-        return [Alert(
-            m.start_us, m.symbol, "volatility_spike", severity, vol, cfg.spike_ratio * base,
+        message = (
             f"{m.symbol} volatility {vol:.3g} per bar is {ratio:.1f}x its baseline "
-            f"{base:.3g}{opinion}",
-        )]  # fmt: skip
+            f"{base:.3g}{opinion}"
+        )
+        threshold = cfg.spike_ratio * base
+        return [Alert(m.start_us, m.symbol, "volatility_spike", severity, vol, threshold, message)]
 
 
 MarketOpen = Callable[[str, int], bool]
@@ -173,10 +169,10 @@ class StaleFeed:
             return []
         self.stale.add(symbol)
         secs = silent_us / US
-        return [Alert(
-            at, symbol, "stale_feed", "warning", secs, self.config.stale_after_s,
-            f"no trade for {symbol} in {secs:.0f} s while its market is open",
-        )]  # fmt: skip
+        message = f"no trade for {symbol} in {secs:.0f} s while its market is open"
+        return [
+            Alert(at, symbol, "stale_feed", "warning", secs, self.config.stale_after_s, message)
+        ]
 
 
 def finite(x: float | None) -> bool:

@@ -13,41 +13,37 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 from dataflows.alerts import AlertConfig, VolatilityAlerts
 from dataflows.bars import Clock
+from dataflows.config import CheckpointConfig  # re-exported: the step and its configuration
 from dataflows.metrics import MetricsConfig, MetricsState
-from dataflows.records import US, Alert, Bar, Metrics
+from dataflows.records import US, Alert, Bar, Forecast, Metrics, ModelCheckpoint, ModelScore
 from online_models import ModelConfig, SymbolModels
+from online_models.checkpoint import PIPELINE_MODEL as PIPELINE_ROW
 from online_models.checkpoint import CheckpointError, decode, encode
 
 log = logging.getLogger(__name__)
 
-PIPELINE_ROW = "_pipeline"
 CheckpointLoader = Callable[[str], list[tuple[Any, ...]]]
-"""Returns a symbol's newest checkpoint rows (all models at the newest time)."""
+"""Returns a symbol's newest checkpoint rows (all models at the newest time), each with
+the fields of :class:`~dataflows.records.ModelCheckpoint` in their order."""
 
 
-@dataclass(frozen=True)
-class CheckpointConfig:
-    every_s: float = 1200.0  # 20 minutes
-    clock: str = "event"  # "event": bar time; "system": the wall clock
+class AnalysisConfig(Protocol):
+    """What the analysis step reads of the flow's configuration
+    (:class:`~dataflows.ticks.FlowConfig` holds it, with the defaults)."""
 
-    def __post_init__(self) -> None:
-        if self.clock not in {"event", "system"}:
-            raise ValueError("checkpoint clock must be 'event' or 'system'")
-        if self.every_s <= 0:
-            raise ValueError("checkpoint interval must be positive")
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    alerts: AlertConfig = field(default_factory=AlertConfig)
-    models: ModelConfig = field(default_factory=ModelConfig)
-    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    @property
+    def metrics(self) -> MetricsConfig: ...
+    @property
+    def alerts(self) -> AlertConfig: ...
+    @property
+    def models(self) -> ModelConfig: ...
+    @property
+    def checkpoints(self) -> CheckpointConfig: ...
 
 
 @dataclass
@@ -62,9 +58,9 @@ class Analysed(NamedTuple):
     bar: Bar
     metrics: Metrics
     alerts: list[Alert]
-    forecasts: list[tuple[Any, ...]]
-    scores: list[tuple[Any, ...]]
-    checkpoints: list[tuple[Any, ...]]
+    forecasts: list[Forecast]
+    scores: list[ModelScore]
+    checkpoints: list[ModelCheckpoint]
 
 
 class Analysis:
@@ -93,7 +89,7 @@ class Analysis:
             SymbolModels(symbol, cfg.models),
         )
 
-    def checkpoint(self, state: SymbolState, bar: Bar) -> list[tuple[Any, ...]]:
+    def checkpoint(self, state: SymbolState, bar: Bar) -> list[ModelCheckpoint]:
         cfg = self.config.checkpoints
         now = bar.start_us if cfg.clock == "event" else self.clock()
         last = state.last_checkpoint_us
@@ -103,7 +99,7 @@ class Analysis:
         if now - last < cfg.every_s * US:
             return []
         state.last_checkpoint_us = now
-        rows: list[tuple[Any, ...]] = list(state.models.checkpoint(bar.start_us))
+        rows = state.models.checkpoint(bar.start_us)
         pipeline = (state.metrics, state.alerts)
         rows.append(
             encode(bar.start_us, bar.symbol, PIPELINE_ROW, state.models.bars_seen, pipeline)
@@ -114,15 +110,15 @@ class Analysis:
         if self.loader is None:
             return None
         try:
-            rows = self.loader(symbol)
-        except Exception as exc:  # the database may be down: start fresh, say so
+            rows = [ModelCheckpoint._make(row) for row in self.loader(symbol)]
+        except Exception as exc:  # the database may be down, or a row malformed: start fresh
             log.warning("could not load the checkpoint of %s (%s); starting fresh", symbol, exc)
             return None
         if not rows:
             return None
-        pipeline_rows = [r for r in rows if r[2] == PIPELINE_ROW]
+        pipeline_rows = [r for r in rows if r.model == PIPELINE_ROW]
         models, errors = SymbolModels.restore(
-            [r for r in rows if r[2] != PIPELINE_ROW], self.config.models
+            [r for r in rows if r.model != PIPELINE_ROW], self.config.models
         )
         if models is None:
             log.warning("checkpoint of %s not usable (%s); starting fresh", symbol, errors[-1:])
@@ -134,6 +130,6 @@ class Analysis:
                 state.metrics, state.alerts = decode(pipeline_rows[0], tuple)
             except CheckpointError as exc:
                 log.warning("%s; metrics and alerts start fresh", exc)
-        state.last_checkpoint_us = max(r[0] for r in rows)
+        state.last_checkpoint_us = max(r.time_us for r in rows)
         log.info("%s: restored %d models at %d bars", symbol, len(models.slots), models.bars_seen)
         return state

@@ -38,6 +38,7 @@ from typing import NamedTuple
 from bytewax.operators import StatefulLogic
 from typing_extensions import override
 
+from dataflows.config import BarConfig  # re-exported: the step and its configuration
 from dataflows.parse import TickChunk, arrival_us
 from dataflows.records import US, Bar, Reject, Tick
 
@@ -50,32 +51,6 @@ Clock = Callable[[], int]  # microseconds since the epoch
 def frozen_clock() -> int:
     """A clock that never moves: replays advance the watermark by event time only."""
     return 0
-
-
-@dataclass(frozen=True)
-class BarConfig:
-    """``price_band``: refuse trades more than this factor away from the recent median
-    price (``0`` turns the check off)."""
-
-    bar_seconds: int = 60
-    allowance_s: float = 2.0
-    price_band: float = 4.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.bar_seconds <= 86_400:
-            raise ValueError("bar length must be between 1 s and 1 day")
-        if self.allowance_s < 0:
-            raise ValueError("the late-tick allowance cannot be negative")
-        if self.price_band != 0 and self.price_band <= 1:
-            raise ValueError("the price band must be above 1 (or 0: off)")
-
-    @property
-    def bar_us(self) -> int:
-        return self.bar_seconds * US
-
-    @property
-    def allowance_us(self) -> int:
-        return int(self.allowance_s * US)
 
 
 @dataclass
@@ -115,9 +90,17 @@ class _Acc:
     def bar(self, start_us: int, symbol: str, bar_seconds: int) -> Bar:
         vwap = self.notional / self.volume if self.volume > 0 else None
         return Bar(
-            start_us, symbol, self.open, self.high, self.low, self.close,
-            self.volume, vwap, self.trades, bar_seconds,
-        )  # fmt: skip
+            start_us,
+            symbol,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            vwap,
+            self.trades,
+            bar_seconds,
+        )
 
 
 @dataclass
@@ -246,9 +229,14 @@ def _payload(tick: Tick) -> str:
 def _out_of_band(chunk: TickChunk, tick: Tick, band: tuple[float, float]) -> Reject:
     detail = f"price {tick.price!r} outside the band {band[0]:.6g} to {band[1]:.6g}"
     return Reject(
-        chunk.clock_us, chunk.source, tick.seq, tick.symbol, "implausible_price", detail,
+        chunk.clock_us,
+        chunk.source,
+        tick.seq,
+        tick.symbol,
+        "implausible_price",
+        detail,
         _payload(tick),
-    )  # fmt: skip
+    )
 
 
 def _late(chunk: TickChunk, tick: Tick, watermark: int) -> Reject:

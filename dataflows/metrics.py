@@ -14,26 +14,8 @@ from typing import Any
 
 from river import stats, utils
 
+from dataflows.config import MetricsConfig  # re-exported: the step and its configuration
 from dataflows.records import Bar, Metrics
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    window: int = 30  # bars in the realized volatility and Sharpe windows
-    ewma_lambda: float = 0.94  # RiskMetrics decay
-    session_seconds: float = 23_400.0  # 6.5 hours
-    trading_days: float = 252.0
-    risk_free_rate: float = 0.0  # annual, simple
-
-    def __post_init__(self) -> None:
-        if self.window < 2:
-            raise ValueError("the metrics window needs at least 2 bars")
-        if not 0 < self.ewma_lambda < 1:
-            raise ValueError("ewma_lambda must be in (0, 1)")
-
-    def bars_per_year(self, bar_seconds: float) -> float:
-        per_day = max(1.0, self.session_seconds / bar_seconds)
-        return self.trading_days * per_day
 
 
 @dataclass
@@ -73,6 +55,13 @@ class MetricsState:
             rf_per_bar = self.config.risk_free_rate / self.config.bars_per_year(bar.bar_seconds)
             sharpe = (self.returns_mean.get() - rf_per_bar) / realized * ann
         return Metrics(
-            bar.start_us, bar.symbol, r, realized, ewma,
-            realized * ann if realized is not None else None, ewma * ann, sharpe, self.bars_seen,
-        )  # fmt: skip
+            bar.start_us,
+            bar.symbol,
+            r,
+            realized,
+            ewma,
+            realized * ann if realized is not None else None,
+            ewma * ann,
+            sharpe,
+            self.bars_seen,
+        )

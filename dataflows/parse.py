@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 
+from dataflows.config import ParseConfig  # re-exported: the step and its configuration
 from dataflows.records import US, RawBatch, Reject, RowBlock, Tick, pg_safe, pg_text
+from dataflows.times import to_epoch_us
 
 REASONS = (
     "malformed_json",  # not JSON at all, or nested too deep to read
@@ -67,26 +69,6 @@ _BIG = float(np.finfo(np.float64).max)
 _TIME_TYPES = (str, float, dt.date, np.datetime64)
 
 
-@dataclass(frozen=True)
-class ParseConfig:
-    """What the parser accepts: a tick's time at most ``max_future_s`` ahead of and
-    ``max_past_s`` behind the stream's clock; a price in (0, ``max_price``] and a size in
-    [0, ``max_size``] (what a bar can hold); messages of at most ``max_message_chars``."""
-
-    max_future_s: float = 60.0
-    max_past_s: float = 86_400.0
-    max_price: float = 1e9
-    max_size: float = 1e12
-    max_message_chars: int = 1_000_000
-
-    def __post_init__(self) -> None:
-        # Finite limits: an integer too large for a float is clamped to the largest one,
-        # which must then still be refused.
-        for name in ("max_price", "max_size"):
-            if not 0 < getattr(self, name) < _BIG:
-                raise ValueError(f"{name} must be positive and finite")
-
-
 class TickChunk(NamedTuple):
     """Ticks of one symbol from one batch: the unit that flows to the bars step."""
 
@@ -113,7 +95,10 @@ class Parsed:
         return {s: max(t.time_us for t in ticks) for s, ticks in self.by_symbol.items()}
 
 
-def parse_batch(batch: RawBatch, config: ParseConfig = ParseConfig()) -> Parsed:
+_DEFAULT = ParseConfig()
+
+
+def parse_batch(batch: RawBatch, config: ParseConfig = _DEFAULT) -> Parsed:
     ctx = _Ctx(batch, config)
     blocks = []
     for seq, payload in batch.messages:
@@ -422,8 +407,10 @@ def _row_reasons(
 ) -> list[tuple[str, str] | None]:
     """The first reason each row is refused, or None; checks run vectorized per column."""
     # Symbols repeat: check each distinct one once.
-    problems = {s: ("missing_field", "missing symbol") if not s else ctx.symbol_problem(s)
-                for s in set(symbols)}  # fmt: skip
+    problems = {
+        s: ("missing_field", "missing symbol") if not s else ctx.symbol_problem(s)
+        for s in set(symbols)
+    }
     out = [problems[s] for s in symbols]
 
     def mark(mask: np.ndarray, reason: str, detail: str) -> None:
@@ -444,8 +431,11 @@ def _row_reasons(
     mark(sizes < 0, "negative_size", "size < 0")
     mark(prices > ctx.max_price, "out_of_range", f"price above {ctx.max_price:g}")
     mark(sizes > ctx.max_size, "out_of_range", f"size above {ctx.max_size:g}")
-    mark(time_ok & ((times < ctx.lo_us) | (times > ctx.hi_us)), "implausible_time",
-         "time too far from the stream clock")  # fmt: skip
+    mark(
+        time_ok & ((times < ctx.lo_us) | (times > ctx.hi_us)),
+        "implausible_time",
+        "time too far from the stream clock",
+    )
     return out
 
 
@@ -480,8 +470,6 @@ def _real(v: object) -> bool:
 
 
 def _epoch_us(values: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
-    from connectors.replay import to_epoch_us
-
     try:
         return to_epoch_us(values)
     except Exception:  # a cell it cannot take (an integer beyond any float, ...)

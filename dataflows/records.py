@@ -148,3 +148,44 @@ class Alert(NamedTuple):
     value: float | None
     threshold: float | None
     message: str
+
+
+class Forecast(NamedTuple):
+    """One model's forecast of the bar starting at ``time_us``, ``horizon`` bars after the
+    bar it was made at (``made_at_us``), for ``forecasts``. ``target`` is ``"volatility"``
+    (``value`` is sigma, the standard deviation of the bar's log return) or ``"return"``
+    (``value`` is the log return, inside the interval ``[lower, upper]`` when one is set)."""
+
+    time_us: int
+    symbol: str
+    model: str
+    target: str
+    horizon: int
+    value: float
+    lower: float | None
+    upper: float | None
+    made_at_us: int
+
+
+class ModelScore(NamedTuple):
+    """One prequential score of a model at bar ``time_us``, for ``model_scores``."""
+
+    time_us: int
+    symbol: str
+    model: str
+    target: str
+    metric: str
+    value: float | None
+
+
+class ModelCheckpoint(NamedTuple):
+    """One row of a symbol's model checkpoint, for ``model_checkpoints``: ``state`` is the
+    pickled model (or shared state), ``metrics`` its current scores (JSON: no NaN)."""
+
+    time_us: int
+    symbol: str
+    model: str
+    version: int
+    bars_seen: int
+    state: bytes
+    metrics: dict[str, float | None]

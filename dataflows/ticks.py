@@ -1,12 +1,10 @@
 """The tick dataflow: feed -> parse -> ticks, bars, metrics, alerts -> TimescaleDB.
 
 This module only wires steps together; the arithmetic lives beside it in ``parse``,
-``bars``, ``metrics`` and ``alerts``. Run it with::
-
-    python -m bytewax.run "dataflows.ticks:build_flow()"
-
-which takes its source, sinks and settings from the environment (see README); tests
-and the CLI pass their own.
+``bars``, ``metrics``, ``alerts`` and ``analysis``. :func:`build_flow` takes its source,
+sinks and configuration; :mod:`sentinel.flows` builds every flow the product runs, e.g.
+the live one with ``python -m bytewax.run "sentinel.flows:live_flow()"``. Tests pass
+``TestingSource``/``TestingSink``.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from dataflows.alerts import AlertConfig, MarketOpen, StaleFeed, market_open_che
 from dataflows.analysis import (
     Analysed,
     Analysis,
-    AnalysisConfig,
     CheckpointConfig,
     CheckpointLoader,
 )
@@ -45,10 +42,6 @@ class FlowConfig:
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     live: bool = True  # watermarks follow the arrival clock; replays follow event time only
     checkpoint_loader: CheckpointLoader | None = None  # restores models on a fresh start
-
-    @property
-    def analysis(self) -> AnalysisConfig:
-        return AnalysisConfig(self.metrics, self.alerts, self.models, self.checkpoints)
 
     @property
     def clock(self) -> Clock:
@@ -102,17 +95,8 @@ def _nonempty(rows: list[Any]) -> list[Any] | None:
     return rows or None
 
 
-def build_flow(
-    source: Source[RawBatch] | None = None,
-    sinks: Sinks | None = None,
-    config: FlowConfig | None = None,
-) -> Dataflow:
-    """The whole tick pipeline. Without arguments, production wiring from settings."""
-    if source is None or sinks is None or config is None:
-        from sentinel.pipeline import default_wiring
-
-        d_source, d_sinks, d_config = default_wiring()
-        source, sinks, config = source or d_source, sinks or d_sinks, config or d_config
+def build_flow(source: Source[RawBatch], sinks: Sinks, config: FlowConfig) -> Dataflow:
+    """The whole tick pipeline; :mod:`sentinel.flows` builds it for each use."""
     flow = Dataflow("sentinel_ticks")
     raw = op.input("feed", flow, source)
     parsed = op.map("parse", raw, partial(parse_batch, config=config.parse))
@@ -127,7 +111,7 @@ def build_flow(
     parse_rejects = op.filter_map("parse_rejects", parsed, lambda p: _nonempty(p.rejects))
     op.output("rejects_out", op.merge("all_rejects", parse_rejects, late), sinks.rejects)
 
-    analysis = Analysis(config.analysis, config.clock, config.checkpoint_loader)
+    analysis = Analysis(config, config.clock, config.checkpoint_loader)
     analysed = op.map("analysed", op.stateful_map("analysis", bars, analysis), _value)
     op.output("bars_out", op.map("bar_rows", analysed, lambda a: [a.bar]), sinks.bars)
     op.output("metrics_out", op.map("metric_rows", analysed, lambda a: [a.metrics]), sinks.metrics)

@@ -128,39 +128,39 @@ HAVING count(*) >= 20
 
 
 def stale_feed() -> RuleSpec:
-    # US equities trade 09:30-16:00 New York time on weekdays; exchange-qualified symbols
-    # (BINANCE:BTCUSDT) around the clock. Exchange holidays are not known here: mute the
-    # rule on those days (the dataflow's own stale_feed alerts follow the calendar).
+    # The dataflow decides what stale means: an active symbol silent for stale_after_s
+    # while its market is open by its exchange calendar (holidays, half days, 24/7 feeds).
+    # It raises one stale_feed alert per silence, so this rule fires from that alert until
+    # the ticker trades again, for at most the window: a silence still going on after it
+    # resolves here (see the runbook).
     return RuleSpec(
         uid="sentinel-stale-feed",
         title="Stale feed during market hours",
         sql="""
 SELECT t.symbol,
-       CASE WHEN t.symbol LIKE '%:%'
-              OR (extract(isodow FROM $__timeTo()::timestamptz AT TIME ZONE 'America/New_York') < 6
-                  AND ($__timeTo()::timestamptz AT TIME ZONE 'America/New_York')::time
-                      BETWEEN '09:30' AND '16:00')
-            THEN extract(epoch FROM $__timeTo()::timestamptz
-                                    - coalesce(k.time, $__timeFrom()::timestamptz))
-            ELSE 0
-       END AS seconds_since_last_trade
+       coalesce(extract(epoch FROM $__timeTo()::timestamptz - s.time), 0) AS seconds_since_alert
 FROM tickers t
 LEFT JOIN LATERAL (
-    SELECT time FROM ticks
-    WHERE symbol = t.symbol AND $__timeFilter(time)
-    ORDER BY time DESC LIMIT 1
-) k ON true
+    SELECT a.time FROM alerts a
+    WHERE a.symbol = t.symbol AND a.kind = 'stale_feed' AND $__timeFilter(a.time)
+    ORDER BY a.time DESC LIMIT 1
+) s ON NOT EXISTS (
+    SELECT FROM ticks k
+    WHERE k.symbol = t.symbol AND k.time > s.time AND $__timeFilter(k.time)
+)
 WHERE t.active
 """,
-        window_s=300,
-        threshold=120,
+        window_s=900,
+        threshold=0,
         for_="2m",
         severity="critical",
-        summary="No trades for {{ $labels.symbol }} in {{ humanizeDuration $values.B.Value }}",
+        summary="No trades for {{ $labels.symbol }} since the dataflow found its feed stale",
         description=(
-            "{{ $labels.symbol }} is an active ticker and its market is open, but no trade "
-            "has been stored for {{ humanizeDuration $values.B.Value }} (5 minutes means "
-            "none in the whole window)."
+            "The dataflow raised a stale_feed alert for {{ $labels.symbol }} "
+            "{{ humanizeDuration $values.B.Value }} ago (an active ticker with no trade for "
+            "SENTINEL_STALE_AFTER_S seconds while its market was open, by the exchange "
+            "calendar SENTINEL_STALE_CALENDAR), and no trade has been stored since. "
+            "Resolves when it trades again, or 15 minutes after that alert."
         ),
         anchor="stale-feed-during-market-hours",
         exec_err="Error",
@@ -251,14 +251,19 @@ def _above(threshold: float) -> expr.ExprTypeThresholdConditions:
     )
 
 
-def rule(spec: RuleSpec, runbook_base: str = RUNBOOK_BASE_URL) -> alerting.Rule:
-    query = (
+def _sql_query(spec: RuleSpec) -> alerting.Query:
+    """``A``: the rule's SQL over its window."""
+    return (
         alerting.Query("A")
         .datasource_uid(DATASOURCE_UID)
         .relative_time_range(alerting_models.RelativeTimeRange(from_val=spec.window_s, to=0))
         .model(Sql(spec.sql).table().for_alerting())
     )
-    reduce = (
+
+
+def _reduce() -> alerting.Query:
+    """``B``: each instance's last value."""
+    return (
         alerting.Query("B")
         .datasource_uid(EXPR_UID)
         .relative_time_range(_no_range())
@@ -273,7 +278,11 @@ def rule(spec: RuleSpec, runbook_base: str = RUNBOOK_BASE_URL) -> alerting.Rule:
             .max_data_points(ALERT_MAX_DATA_POINTS)
         )
     )
-    threshold = (
+
+
+def _threshold(threshold: float) -> alerting.Query:
+    """``C``: the condition, ``B`` above the threshold."""
+    return (
         alerting.Query("C")
         .datasource_uid(EXPR_UID)
         .relative_time_range(_no_range())
@@ -282,30 +291,34 @@ def rule(spec: RuleSpec, runbook_base: str = RUNBOOK_BASE_URL) -> alerting.Rule:
             .ref_id("C")
             .datasource(_expression_datasource())
             .expression("B")
-            .conditions([_above(spec.threshold)])
+            .conditions([_above(threshold)])
             .interval_ms(ALERT_INTERVAL_MS)
             .max_data_points(ALERT_MAX_DATA_POINTS)
         )
     )
+
+
+def rule(spec: RuleSpec, runbook_base: str = RUNBOOK_BASE_URL) -> alerting.Rule:
+    annotations = {
+        "summary": spec.summary,
+        "description": spec.description,
+        "runbook_url": runbook_url(spec.anchor, runbook_base),
+    }
     return (
         alerting.Rule(spec.title)
         .uid(spec.uid)
         .folder_uid(FOLDER_UID)
         .rule_group(RULE_GROUP)
         .org_id(1)
-        .queries([query, reduce, threshold])
+        .queries([_sql_query(spec), _reduce(), _threshold(spec.threshold)])
         .condition("C")
         .for_val(spec.for_)
         .no_data_state(spec.no_data)
         .exec_err_state(spec.exec_err)
         .is_paused(False)
         .labels({"severity": spec.severity, "rule_uid": spec.uid})
-        .annotations({
-            "summary": spec.summary,
-            "description": spec.description,
-            "runbook_url": runbook_url(spec.anchor, runbook_base),
-        })
-    )  # fmt: skip
+        .annotations(annotations)
+    )
 
 
 def rule_group(runbook_base: str = RUNBOOK_BASE_URL) -> alerting.RuleGroup:
@@ -321,19 +334,20 @@ def rule_group(runbook_base: str = RUNBOOK_BASE_URL) -> alerting.RuleGroup:
 
 
 def webhook_contact_point() -> alerting.ContactPoint:
+    settings = {
+        "url": WEBHOOK_URL,
+        "httpMethod": "POST",
+        "authorization_scheme": "Bearer",
+        "authorization_credentials": f"${API_KEY_VAR}",
+    }
     return (
         alerting.ContactPoint()
         .uid("sentinel-api-webhook")
         .name(WEBHOOK)
         .type("webhook")
-        .settings({
-            "url": WEBHOOK_URL,
-            "httpMethod": "POST",
-            "authorization_scheme": "Bearer",
-            "authorization_credentials": f"${API_KEY_VAR}",
-        })
+        .settings(settings)
         .disable_resolve_message(False)
-    )  # fmt: skip
+    )
 
 
 def email_contact_point() -> alerting.ContactPoint:

@@ -12,16 +12,18 @@ from pathlib import Path
 
 from grafana_foundation_sdk.builders import dashboard
 
-from grafana import files, market, models, pipeline, symbol
+from grafana import files, market, models, pipeline_health, symbol
 from grafana.common import RUNBOOK_BASE_URL
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "provisioning"
+# The files `build` writes, as globs under its directory: one it no longer produces is removed.
+_GENERATED = ("dashboards/*.json", "dashboards/*.yaml", "datasources/*.yaml", "alerting/*.yaml")
 
 DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "market-overview": market.build,
     "symbol-detail": symbol.build,
     "models": models.build,
-    "pipeline-health": pipeline.build,
+    "pipeline-health": pipeline_health.build,
 }
 
 
@@ -60,11 +62,7 @@ def build(out_dir: Path | None = None, runbook_base: str = RUNBOOK_BASE_URL) -> 
 
 
 def _generated(root: Path) -> set[Path]:
-    found: set[Path] = set()
-    for sub, pattern in (("dashboards", "*.json"), ("dashboards", "*.yaml"),
-                         ("datasources", "*.yaml"), ("alerting", "*.yaml")):  # fmt: skip
-        found.update((root / sub).glob(pattern))
-    return found
+    return {path for pattern in _GENERATED for path in root.glob(pattern)}
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ provisioned data source by its fixed uid, never by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+import string
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, Protocol, TypeVar
 
+from grafana_foundation_sdk.builders import candlestick, dashboard, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
-from grafana_foundation_sdk.builders import dashboard, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common as common_models
@@ -191,13 +192,23 @@ def tooltip_all() -> common_builders.VizTooltipOptions:
     )
 
 
-def time_series_panel(title: str, description: str) -> timeseries.Panel:
-    """A time series panel on the data source with a table legend and shared tooltip."""
+# The panel kinds whose builders take a title, a description, a data source and targets.
+_P = TypeVar("_P", timeseries.Panel, table.Panel, stat.Panel, candlestick.Panel)
+
+
+def sql_panel(panel: _P, title: str, description: str, *queries: Sql) -> _P:
+    """``panel`` titled, on the data source, with its queries (ref ids A, B, ... in order)."""
+    panel = panel.title(title).description(description).datasource(datasource())
+    for ref_id, query in zip(string.ascii_uppercase, queries, strict=False):
+        panel = panel.with_target(query.ref_id(ref_id))
+    return panel
+
+
+def time_series_panel(title: str, description: str, *sqls: str) -> timeseries.Panel:
+    """A time series panel of ``sqls`` with a table legend and shared tooltip."""
+    queries = (Sql(sql).time_series() for sql in sqls)
     return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
+        sql_panel(timeseries.Panel(), title, description, *queries)
         .legend(legend_table("lastNotNull", "mean", "max"))
         .tooltip(tooltip_all())
         .line_width(1)
@@ -207,15 +218,35 @@ def time_series_panel(title: str, description: str) -> timeseries.Panel:
     )
 
 
-def table_panel(title: str, description: str) -> table.Panel:
-    """A table on the data source, with its header."""
+def table_panel(title: str, description: str, sql: str) -> table.Panel:
+    """A table of ``sql``'s rows, with its header."""
+    return sql_panel(table.Panel(), title, description, Sql(sql).table()).show_header(True)
+
+
+def stat_panel(title: str, description: str, sql: str) -> stat.Panel:
+    """A stat of each series' last value of ``sql``, shown with the series' name."""
     return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .show_header(True)
+        sql_panel(stat.Panel(), title, description, Sql(sql).time_series())
+        .text_mode(common_models.BigValueTextMode.VALUE_AND_NAME)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
+
+
+def label_columns(panel: table.Panel, columns: Mapping[str, tuple[str, str | None]]) -> table.Panel:
+    """Override each column's display name and, where one is given, its unit."""
+    for name, (label, unit) in columns.items():
+        props = [prop("displayName", label)]
+        if unit:
+            props.append(prop("unit", unit))
+        panel = panel.override_by_name(name, props)
+    return panel
+
+
+def datetime_columns(panel: table.Panel, *names: str) -> table.Panel:
+    """Show each of the columns ``names`` as an ISO date and time."""
+    for name in names:
+        panel = panel.override_by_name(name, [prop("unit", "dateTimeAsIso")])
+    return panel
 
 
 def thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
@@ -232,20 +263,19 @@ def prop(id_val: str, value: object) -> dashboard_models.DynamicConfigValue:
     return dashboard_models.DynamicConfigValue(id_val=id_val, value=value)
 
 
-def band(upper: str, lower: str) -> list[tuple[str, list[dashboard_models.DynamicConfigValue]]]:
-    """Overrides that shade the area between two series and draw neither line."""
+def shade_between(panel: timeseries.Panel, upper: str, lower: str) -> timeseries.Panel:
+    """Shade the area between the series ``upper`` and ``lower`` and draw neither line."""
     shaded = [
         prop("custom.fillBelowTo", lower),
         prop("custom.lineWidth", 0),
         prop("custom.fillOpacity", 20),
     ]
-    return [(upper, shaded), (lower, [prop("custom.lineWidth", 0), prop("custom.fillOpacity", 0)])]
+    hidden = [prop("custom.lineWidth", 0), prop("custom.fillOpacity", 0)]
+    return panel.override_by_name(upper, shaded).override_by_name(lower, hidden)
 
 
 def color_cells(*steps: tuple[float | None, str]) -> list[dashboard_models.DynamicConfigValue]:
     """Overrides that color a table column's cells by absolute thresholds."""
-    return [
-        prop("custom.cellOptions", {"type": "color-background", "mode": "basic"}),
-        prop("thresholds", {"mode": "absolute",
-                            "steps": [{"value": v, "color": c} for v, c in steps]}),
-    ]  # fmt: skip
+    cells = {"type": "color-background", "mode": "basic"}
+    levels = {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in steps]}
+    return [prop("custom.cellOptions", cells), prop("thresholds", levels)]

@@ -135,20 +135,25 @@ def policy_api(
 
 # -- alerting: provisioning files ------------------------------------------------------------
 
+# A rule's keys in the provisioning file, in the order it lists them.
 _RULE_FILE_KEYS = (
-    "uid", "title", "condition", "data", "noDataState", "execErrState", "for",
-    "annotations", "labels", "isPaused",
-)  # fmt: skip
+    "uid",
+    "title",
+    "condition",
+    "data",
+    "noDataState",
+    "execErrState",
+    "for",
+    "annotations",
+    "labels",
+    "isPaused",
+)
 _QUERY_FILE_KEYS = ("refId", "relativeTimeRange", "datasourceUid", "model")
 
 
 def rules_file(runbook_base: str = RUNBOOK_BASE_URL) -> dict[str, Any]:
     group = rule_group_api(runbook_base)
-    rules = [
-        {key: _file_data(rule[key]) if key == "data" else rule[key]
-         for key in _RULE_FILE_KEYS if key in rule}
-        for rule in group["rules"]
-    ]  # fmt: skip
+    rules = [_file_rule(rule) for rule in group["rules"]]
     return {
         "apiVersion": 1,
         "groups": [
@@ -161,6 +166,13 @@ def rules_file(runbook_base: str = RUNBOOK_BASE_URL) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _file_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``rule`` the file takes, its queries trimmed to theirs."""
+    kept = {key: rule[key] for key in _RULE_FILE_KEYS if key in rule}
+    kept["data"] = _file_data(rule["data"])
+    return kept
 
 
 def _file_data(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -30,10 +30,24 @@ _VARIABLE = re.compile(
     r"\$(\w+)|\[\[(\w+?)(?::(\w+))?\]\]|\$\{(\w+)(?:\.([^:^\}]+))?(?::([^\}]+))?\}"
 )
 _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w|M|y)$")
+_DAY = 86_400
+# Grafana's interval units in seconds: a month is 30 days, a year 365.
 _UNIT_SECONDS = {
-    "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800,
-    "M": 2_592_000, "y": 31_536_000,
-}  # fmt: skip
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": _DAY,
+    "w": 7 * _DAY,
+    "M": 30 * _DAY,
+    "y": 365 * _DAY,
+}
+# The units gtime.FormatInterval writes, largest first.
+_FORMAT_UNITS = ("y", "d", "h", "m", "s", "ms")
+# Macros whose first argument, a time column, Grafana requires.
+_NEEDS_COLUMN = frozenset(
+    {"__time", "__timeEpoch", "__timeFilter", "__unixEpochFilter", "__unixEpochNanoFilter"}
+)
 
 
 class MacroError(ValueError):
@@ -63,8 +77,8 @@ def expand(
 def format_interval(seconds: float) -> str:
     """Grafana's ``gtime.FormatInterval``: the largest whole unit, rounded down."""
     ms = round(seconds * 1000)
-    for unit, size in (("y", 31_536_000_000), ("d", 86_400_000), ("h", 3_600_000),
-                       ("m", 60_000), ("s", 1000), ("ms", 1)):  # fmt: skip
+    for unit in _FORMAT_UNITS:
+        size = round(_UNIT_SECONDS[unit] * 1000)
         if ms >= size:
             return f"{ms // size}{unit}"
     return "1ms"
@@ -149,9 +163,7 @@ def _interpolate_macros(sql: str, time_from: datetime, time_to: datetime, tsdb: 
 
 def _macro(name: str, args: list[str], t0: datetime, t1: datetime, tsdb: bool) -> str:
     col = args[0]
-    needs_column = {"__time", "__timeEpoch", "__timeFilter", "__unixEpochFilter",
-                    "__unixEpochNanoFilter"}  # fmt: skip
-    if name in needs_column and not col:
+    if name in _NEEDS_COLUMN and not col:
         raise MacroError(f"missing time column argument for macro {name}")
     if name == "__time":
         return f'{col} AS "time"'

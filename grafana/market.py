@@ -6,16 +6,16 @@ hypertables through their ``(symbol, time)`` keys inside ``$__timeFilter``.
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard, stat, table, timeseries
 from grafana_foundation_sdk.models import common as common_models
 
 from grafana.common import (
-    Sql,
     color_cells,
-    datasource,
+    datetime_columns,
+    label_columns,
     new_dashboard,
     prop,
+    stat_panel,
     table_panel,
     time_series_panel,
     with_panels,
@@ -94,59 +94,50 @@ ORDER BY t.symbol
             "Every active ticker: last close, return since the first bar of the UTC day, "
             "realized and forecast (har model) volatility annualized, rolling Sharpe ratio "
             "and the number of alerts in the time range.",
+            sql,
         )
-        .with_target(Sql(sql).table())
         .decimals(2)
         .height(8)
         .span(24)
     )
-    for name, (label, unit) in columns.items():
-        props = [prop("displayName", label)]
-        if unit:
-            props.append(prop("unit", unit))
-        panel = panel.override_by_name(name, props)
+    panel = label_columns(panel, columns)
     return panel.override_by_name("alerts", color_cells((None, "transparent"), (1, "orange")))
 
 
-def price_sparklines() -> stat.Panel:
-    sql = f"""
-SELECT $__timeGroupAlias(time, $__interval), symbol AS metric, last(close, time) AS close
-FROM bars
+def _per_ticker_sql(table: str, column: str) -> str:
+    """``column`` of each active ticker's rows of ``table``, per time bucket."""
+    return f"""
+SELECT $__timeGroupAlias(time, $__interval), symbol AS metric, {column}
+FROM {table}
 WHERE $__timeFilter(time) AND {ACTIVE}
 GROUP BY 1, 2
 ORDER BY 1
 """
+
+
+def price_sparklines() -> stat.Panel:
     return (
-        stat.Panel()
-        .title("Last price")
-        .description("Last close of each active ticker, with its price over the time range.")
-        .datasource(datasource())
-        .with_target(Sql(sql).time_series())
+        stat_panel(
+            "Last price",
+            "Last close of each active ticker, with its price over the time range.",
+            _per_ticker_sql("bars", "last(close, time) AS close"),
+        )
         .unit("currencyUSD")
         .decimals(2)
         .graph_mode(common_models.BigValueGraphMode.AREA)
         .color_mode(common_models.BigValueColorMode.NONE)
-        .text_mode(common_models.BigValueTextMode.VALUE_AND_NAME)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .height(6)
         .span(24)
     )
 
 
 def volatility_by_ticker() -> timeseries.Panel:
-    sql = f"""
-SELECT $__timeGroupAlias(time, $__interval), symbol AS metric, avg(ewma_vol_ann) AS ewma_vol
-FROM bar_metrics
-WHERE $__timeFilter(time) AND {ACTIVE}
-GROUP BY 1, 2
-ORDER BY 1
-"""
     return (
         time_series_panel(
             "EWMA volatility (annualized)",
             "RiskMetrics EWMA volatility of each active ticker, annualized for its bar length.",
+            _per_ticker_sql("bar_metrics", "avg(ewma_vol_ann) AS ewma_vol"),
         )
-        .with_target(Sql(sql).time_series())
         .unit("percentunit")
         .height(8)
         .span(12)
@@ -154,19 +145,12 @@ ORDER BY 1
 
 
 def sharpe_by_ticker() -> timeseries.Panel:
-    sql = f"""
-SELECT $__timeGroupAlias(time, $__interval), symbol AS metric, last(sharpe, time) AS sharpe
-FROM bar_metrics
-WHERE $__timeFilter(time) AND {ACTIVE}
-GROUP BY 1, 2
-ORDER BY 1
-"""
     return (
         time_series_panel(
             "Sharpe ratio (rolling, annualized)",
             "Rolling Sharpe ratio of each active ticker, net of the risk-free rate.",
+            _per_ticker_sql("bar_metrics", "last(sharpe, time) AS sharpe"),
         )
-        .with_target(Sql(sql).time_series())
         .decimals(2)
         .height(8)
         .span(12)
@@ -181,13 +165,13 @@ WHERE $__timeFilter(time)
 ORDER BY time DESC
 LIMIT 200
 """
+    panel = table_panel(
+        "Alerts",
+        "Alerts the dataflow raised: volatility spikes, price jumps, stale feeds.",
+        sql,
+    )
     return (
-        table_panel(
-            "Alerts",
-            "Alerts the dataflow raised: volatility spikes, price jumps, stale feeds.",
-        )
-        .with_target(Sql(sql).table())
-        .override_by_name("time", [prop("unit", "dateTimeAsIso")])
+        datetime_columns(panel, "time")
         .override_by_name(
             "severity",
             [prop("custom.cellOptions", {"type": "color-text"}), prop("mappings", SEVERITY_COLORS)],
@@ -205,17 +189,13 @@ WHERE $__timeFilter(received_at)
 ORDER BY received_at DESC
 LIMIT 100
 """
-    return (
-        table_panel(
-            "Grafana alert notifications",
-            "Notifications Grafana's alert rules sent to the API webhook "
-            "(POST /alerts/notifications), as the API stored them.",
-        )
-        .with_target(Sql(sql).table())
-        .override_by_name("time", [prop("unit", "dateTimeAsIso")])
-        .height(8)
-        .span(12)
+    panel = table_panel(
+        "Grafana alert notifications",
+        "Notifications Grafana's alert rules sent to the API webhook "
+        "(POST /alerts/notifications), as the API stored them.",
+        sql,
     )
+    return datetime_columns(panel, "time").height(8).span(12)
 
 
 PANELS = (

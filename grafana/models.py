@@ -13,9 +13,8 @@ from grafana_foundation_sdk.builders import dashboard, table, timeseries
 from grafana_foundation_sdk.models import common as common_models
 
 from grafana.common import (
-    Sql,
+    label_columns,
     new_dashboard,
-    prop,
     symbol_variable,
     table_panel,
     thresholds,
@@ -41,8 +40,7 @@ ORDER BY 1
 
 def _score_panel(title: str, description: str, target: str, metric: str) -> timeseries.Panel:
     return (
-        time_series_panel(title, description)
-        .with_target(Sql(_score_sql(target, metric)).time_series())
+        time_series_panel(title, description, _score_sql(target, metric))
         .decimals(3)
         .thresholds_style(
             common_builders.GraphThresholdsStyleConfig().mode(
@@ -134,20 +132,14 @@ ORDER BY symbol, model, time DESC
         "state_bytes": ("State size", "bytes"),
         "vs_baseline": ("Rolling score vs baseline", "none"),
     }
-    panel = (
-        table_panel(
-            "Last checkpoint per symbol and model",
-            "Newest model_checkpoints row of each symbol and model in the time range: its "
-            "version, the bars it had learned from, its pickled size and its rolling score "
-            "against the baseline (QLIKE difference or RMSE ratio) when it was saved.",
-        )
-        .with_target(Sql(sql).table())
-        .height(10)
-        .span(24)
+    panel = table_panel(
+        "Last checkpoint per symbol and model",
+        "Newest model_checkpoints row of each symbol and model in the time range: its "
+        "version, the bars it had learned from, its pickled size and its rolling score "
+        "against the baseline (QLIKE difference or RMSE ratio) when it was saved.",
+        sql,
     )
-    for name, (label, unit) in labels.items():
-        panel = panel.override_by_name(name, [prop("displayName", label), prop("unit", unit)])
-    return panel
+    return label_columns(panel, labels).height(10).span(24)
 
 
 PANELS = (qlike_vs_ewma, mse_vs_ewma, rmse_vs_zero, coverage, direction, checkpoints)

@@ -14,10 +14,12 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana.common import (
     Sql,
     SqlAnnotation,
-    band,
     datasource,
+    datetime_columns,
     new_dashboard,
     prop,
+    shade_between,
+    sql_panel,
     symbol_variable,
     table_panel,
     time_series_panel,
@@ -32,16 +34,19 @@ INTERVALS = ("5s", "15s", "1m", "5m", "15m", "1h", "1d")
 DEFAULT_INTERVAL = "1m"
 
 
+def _interval_option(interval: str) -> dashboard_models.VariableOption:
+    selected = interval == DEFAULT_INTERVAL
+    return dashboard_models.VariableOption(selected=selected, text=interval, value=interval)
+
+
 def interval_variable() -> dashboard.IntervalVariable:
     return (
         dashboard.IntervalVariable("interval")
         .label("Interval")
         .values(",".join(INTERVALS))
-        .current(dashboard_models.VariableOption(selected=True, text=DEFAULT_INTERVAL,
-                                                 value=DEFAULT_INTERVAL))
-        .options([dashboard_models.VariableOption(selected=i == DEFAULT_INTERVAL, text=i, value=i)
-                  for i in INTERVALS])
-    )  # fmt: skip
+        .current(_interval_option(DEFAULT_INTERVAL))
+        .options([_interval_option(i) for i in INTERVALS])
+    )
 
 
 def alerts_annotation() -> dashboard.AnnotationQuery:
@@ -61,6 +66,25 @@ ORDER BY time
     )
 
 
+def _bar_metric_sql(column: str) -> str:
+    """``column`` of the symbol's bar metrics, per ``$interval`` bucket."""
+    return f"""
+SELECT $__timeGroupAlias(time, $interval), {column}
+FROM bar_metrics
+WHERE symbol = {SYMBOL} AND $__timeFilter(time)
+GROUP BY 1
+ORDER BY 1
+"""
+
+
+def _against_band(
+    title: str, description: str, sqls: tuple[str, str], band: tuple[str, str]
+) -> timeseries.Panel:
+    """Series (query A) against a forecast (query B) with its band ``(upper, lower)`` shaded."""
+    panel = time_series_panel(title, description, *sqls).unit("percentunit").height(8).span(12)
+    return shade_between(panel, *band)
+
+
 def candles() -> candlestick.Panel:
     sql = f"""
 SELECT $__timeGroupAlias(time, $interval),
@@ -75,11 +99,12 @@ GROUP BY 1
 ORDER BY 1
 """
     return (
-        candlestick.Panel()
-        .title("$symbol: price and volume")
-        .description("OHLC candles and volume, the pipeline's bars re-aggregated to $interval.")
-        .datasource(datasource())
-        .with_target(Sql(sql).table())
+        sql_panel(
+            candlestick.Panel(),
+            "$symbol: price and volume",
+            "OHLC candles and volume, the pipeline's bars re-aggregated to $interval.",
+            Sql(sql).table(),
+        )
         .mode(candlestick_models.VizDisplayMode.CANDLES_VOLUME)
         .candle_style(candlestick_models.CandleStyle.CANDLES)
         .color_strategy(candlestick_models.ColorStrategy.OPEN_CLOSE)
@@ -101,16 +126,9 @@ ORDER BY 1
 
 
 def returns() -> timeseries.Panel:
-    sql = f"""
-SELECT $__timeGroupAlias(time, $interval), sum(log_return) AS log_return
-FROM bar_metrics
-WHERE symbol = {SYMBOL} AND $__timeFilter(time)
-GROUP BY 1
-ORDER BY 1
-"""
+    sql = _bar_metric_sql("sum(log_return) AS log_return")
     return (
-        time_series_panel("$symbol: log returns", "Log return of each $interval bucket.")
-        .with_target(Sql(sql).time_series())
+        time_series_panel("$symbol: log returns", "Log return of each $interval bucket.", sql)
         .draw_style(common_models.GraphDrawStyle.BARS)
         .fill_opacity(60)
         .unit("percentunit")
@@ -146,34 +164,20 @@ WHERE f.symbol = {SYMBOL} AND f.target = 'volatility' AND f.horizon = 1
 GROUP BY 1, s.scale
 ORDER BY 1
 """
-    panel = (
-        time_series_panel(
-            "$symbol: realized vs forecast volatility (annualized)",
-            "Realized (rolling window) and EWMA volatility against the har model's "
-            "next-bar forecast; the band spans the har, ewma and rolling forecasts.",
-        )
-        .with_target(Sql(realized).time_series().ref_id("A"))
-        .with_target(Sql(forecast).time_series().ref_id("B"))
-        .unit("percentunit")
-        .height(8)
-        .span(12)
+    panel = _against_band(
+        "$symbol: realized vs forecast volatility (annualized)",
+        "Realized (rolling window) and EWMA volatility against the har model's "
+        "next-bar forecast; the band spans the har, ewma and rolling forecasts.",
+        (realized, forecast),
+        ("forecast range high", "forecast range low"),
     )
-    for name, props in band("forecast range high", "forecast range low"):
-        panel = panel.override_by_name(name, props)
     return panel.override_by_name("forecast (har)", [prop("custom.lineWidth", 2)])
 
 
 def sharpe() -> timeseries.Panel:
-    sql = f"""
-SELECT $__timeGroupAlias(time, $interval), last(sharpe, time) AS sharpe
-FROM bar_metrics
-WHERE symbol = {SYMBOL} AND $__timeFilter(time)
-GROUP BY 1
-ORDER BY 1
-"""
+    sql = _bar_metric_sql("last(sharpe, time) AS sharpe")
     return (
-        time_series_panel("$symbol: Sharpe ratio", "Rolling Sharpe ratio, annualized.")
-        .with_target(Sql(sql).time_series())
+        time_series_panel("$symbol: Sharpe ratio", "Rolling Sharpe ratio, annualized.", sql)
         .decimals(2)
         .height(8)
         .span(12)
@@ -194,25 +198,19 @@ WHERE symbol = {SYMBOL} AND model = 'linear' AND target = 'return' AND horizon =
   AND $__timeFilter(time)
 ORDER BY time
 """
-    panel = (
-        time_series_panel(
-            "$symbol: forecast vs actual returns (per bar)",
-            "Each bar's log return against the linear model's forecast for it and its 90% "
-            "interval (the har volatility forecast times 1.645).",
-        )
-        .with_target(Sql(actual).time_series().ref_id("A"))
-        .with_target(Sql(forecast).time_series().ref_id("B"))
-        .unit("percentunit")
-        .height(8)
-        .span(12)
+    panel = _against_band(
+        "$symbol: forecast vs actual returns (per bar)",
+        "Each bar's log return against the linear model's forecast for it and its 90% "
+        "interval (the har volatility forecast times 1.645).",
+        (actual, forecast),
+        ("90% upper", "90% lower"),
     )
-    for name, props in band("90% upper", "90% lower"):
-        panel = panel.override_by_name(name, props)
-    return panel.override_by_name(
-        "actual",
-        [prop("custom.drawStyle", "points"), prop("custom.pointSize", 3),
-         prop("custom.showPoints", "always")],
-    )  # fmt: skip
+    points = [
+        prop("custom.drawStyle", "points"),
+        prop("custom.pointSize", 3),
+        prop("custom.showPoints", "always"),
+    ]
+    return panel.override_by_name("actual", points)
 
 
 def symbol_alerts() -> table.Panel:
@@ -223,16 +221,10 @@ WHERE symbol = {SYMBOL} AND $__timeFilter(time)
 ORDER BY time DESC
 LIMIT 100
 """
-    return (
-        table_panel(
-            "$symbol: alerts",
-            "The alerts also drawn as annotations on the time series.",
-        )
-        .with_target(Sql(sql).table())
-        .override_by_name("time", [prop("unit", "dateTimeAsIso")])
-        .height(8)
-        .span(24)
+    panel = table_panel(
+        "$symbol: alerts", "The alerts also drawn as annotations on the time series.", sql
     )
+    return datetime_columns(panel, "time").height(8).span(24)
 
 
 PANELS = (candles, returns, volatility, sharpe, forecast_vs_actual_returns, symbol_alerts)

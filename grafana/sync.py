@@ -38,6 +38,10 @@ class Change:
     action: Action
     detail: str = ""
 
+    def line(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.kind:<14} {self.name:<40} {self.action}{detail}"
+
 
 @dataclass
 class SyncReport:
@@ -56,8 +60,7 @@ class SyncReport:
         return sum(c.action == action for c in self.changes)
 
     def lines(self) -> list[str]:
-        out = [f"{c.kind:<14} {c.name:<40} {c.action}" + (f" ({c.detail})" if c.detail else "")
-               for c in self.changes]  # fmt: skip
+        out = [c.line() for c in self.changes]
         totals = ", ".join(f"{self.count(a)} {a}" for a in ("created", "updated", "unchanged"))
         return [*out, f"{self.url}: {totals}, {self.count('skipped')} skipped"]
 
@@ -135,12 +138,13 @@ def _dashboards(api: GrafanaApi, report: SyncReport) -> None:
         if current is not None and _same_dashboard(current, desired, report.folder_uid):
             report.add("dashboard", uid, "unchanged")
             continue
-        api.dashboard.update_dashboard({
+        body = {
             "dashboard": desired,
             "folderUid": report.folder_uid,
             "overwrite": True,
             "message": "sentinel grafana sync",
-        })  # fmt: skip
+        }
+        api.dashboard.update_dashboard(body)
         report.add("dashboard", uid, "created" if current is None else "updated")
 
 

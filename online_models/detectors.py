@@ -4,7 +4,7 @@ Each reads the anomaly features of :mod:`online_models.features` and scores in
 ``[0, 1]``, high for an anomalous bar:
 
 - ``range_tail``: :class:`TailScorer` on ``range``, the bar's log Parkinson variance (the
-  default: it wins the comparison in :func:`online_models.evaluate.compare_detectors`);
+  default: it wins the comparison in :func:`online_models.regimes.compare_detectors`);
 - ``surprise_tail``: :class:`TailScorer` on ``surprise``, the log squared return;
 - ``hst``: River's ``HalfSpaceTrees`` on min-max scaled ``surprise``, ``range``, ``volume``;
 - ``gaussian``: River's (two-sided) ``GaussianScorer`` on the return ``ret``.

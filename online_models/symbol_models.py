@@ -14,12 +14,16 @@ evaluation), and a forecast for bar ``t`` depends on bars before ``t`` only.
 A bar without a log return (the first one, or the first after the metrics state was
 rebuilt) drops the forecasts still waiting for their bar: the next return does not follow
 the bar they were made at. A bar not after the last one seen is ignored (a replay).
+
+The state of a :class:`SymbolModels` is its private classes below and the
+:class:`~online_models.slot.ModelSlot` s; only this module builds one from checkpoint
+rows. Checkpoints and Bytewax snapshots pickle these classes by their path in this
+module: ``ModelSlot`` is imported here so that older pickles still find it.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -28,85 +32,36 @@ from typing import Any, NamedTuple
 
 from river import base
 
-from dataflows.records import US, Bar, Metrics
+from dataflows.records import Bar, Forecast, Metrics, ModelCheckpoint, ModelScore
 from online_models.checkpoint import (
     ANOMALY_MODEL,
     RESERVED_NAMES,
     SHARED_MODEL,
     CheckpointError,
-    CheckpointRow,
     decode,
     encode,
+    newest_rows,
+    take,
 )
 from online_models.config import ModelConfig
 from online_models.detectors import make_detector, score_then_learn
-from online_models.ewma import EWMAVolatility
 from online_models.features import FeatureState
-from online_models.har import HARVolatility
-from online_models.last import LastVolatility
-from online_models.linear_return import LinearReturn
-from online_models.rolling import RollingVolatility
-from online_models.scoring import ReturnScore, VolatilityScore, relative_scores
-from online_models.zero import ZeroReturn
+from online_models.prequential import current_scores, forecast, score_rows
+from online_models.registry import (
+    RETURN,
+    VOLATILITY,
+    default_return_models,
+    default_volatility_models,
+)
+from online_models.slot import ModelSlot, Prediction
 
 log = logging.getLogger(__name__)
 
-VOLATILITY = "volatility"
-RETURN = "return"
-# The baselines the relative scores compare with, per target.
-BASELINES = {VOLATILITY: "ewma", RETURN: "zero"}
-
-ForecastRow = tuple[int, str, str, str, int, float, float | None, float | None, int]
-"""``(time_us, symbol, model, target, horizon, value, lower, upper, made_at_us)``."""
-ScoreRow = tuple[int, str, str, str, str, float]
-"""``(time_us, symbol, model, target, metric, value)``."""
-
 
 class StepResult(NamedTuple):
-    forecasts: list[ForecastRow]
-    scores: list[ScoreRow]
+    forecasts: list[Forecast]
+    scores: list[ModelScore]
     anomaly: float | None  # in [0, 1], high is anomalous; None while the detector warms up
-
-
-def default_volatility_models(config: ModelConfig) -> dict[str, base.Regressor]:
-    return {
-        "har": HARVolatility(),
-        "ewma": EWMAVolatility(decay=config.ewma_lambda),
-        "last": LastVolatility(),
-        "rolling": RollingVolatility(window_size=config.har_windows[-1]),
-    }
-
-
-def default_return_models(config: ModelConfig) -> dict[str, base.Regressor]:
-    return {"linear": LinearReturn(lags=config.return_lags), "zero": ZeroReturn()}
-
-
-def _suffix(horizon: int) -> str:
-    return "" if horizon == 1 else f"_h{horizon}"
-
-
-@dataclass
-class ModelSlot:
-    """One named model: an estimator and its scores per horizon (one checkpoint row)."""
-
-    name: str
-    target: str
-    models: dict[int, Any]  # base.Regressor, by horizon
-    scores: dict[int, Any]  # VolatilityScore | ReturnScore, by horizon
-    seconds: float = 0.0  # time spent learning and predicting
-
-    @classmethod
-    def fresh(cls, name: str, target: str, proto: Any, config: ModelConfig) -> ModelSlot:
-        score = VolatilityScore if target == VOLATILITY else ReturnScore
-        return cls(
-            name,
-            target,
-            {h: proto.clone() for h in config.horizons},
-            {h: score(config.score_window) for h in config.horizons},
-        )
-
-    def values(self, horizon: int) -> dict[str, float]:
-        return dict(self.scores[horizon].values())
 
 
 class _Snapshot(NamedTuple):
@@ -114,7 +69,7 @@ class _Snapshot(NamedTuple):
 
     made_at_us: int
     x: dict[str, float]
-    forecasts: dict[tuple[str, int], tuple[float, float | None, float | None]]
+    forecasts: dict[tuple[str, int], Prediction]
 
 
 @dataclass
@@ -136,13 +91,28 @@ class _Detector:
     detector: Any
     seconds: float = 0.0  # time spent scoring and learning
 
+    @classmethod
+    def fresh(cls, config: ModelConfig) -> _Detector:
+        name = config.anomaly_detector
+        return cls(
+            name, make_detector(name, config.anomaly_window, config.anomaly_grace, config.seed)
+        )
+
+    def score(self, x: dict[str, float]) -> float:
+        """Score the bar's anomaly features ``x``, then learn them."""
+        start = time.perf_counter()
+        score = score_then_learn(self.detector, x)
+        self.seconds += time.perf_counter() - start
+        return score
+
 
 class SymbolModels:
     """Every model of one symbol, picklable as a whole (Bytewax snapshots it).
 
     ``volatility_models`` and ``return_models`` map stable names (database keys) to
     unfitted River regressors, cloned once per horizon; they default to
-    :func:`default_volatility_models` and :func:`default_return_models`.
+    :func:`~online_models.registry.default_volatility_models` and
+    :func:`~online_models.registry.default_return_models`.
     """
 
     def __init__(
@@ -165,7 +135,7 @@ class SymbolModels:
         features = FeatureState(cfg.har_windows, cfg.ewma_lambda, cfg.return_lags)
         self.shared = _Shared(symbol, cfg, features, deque(maxlen=max(cfg.horizons)), 0, protos)
         self.slots = {n: ModelSlot.fresh(n, t, p, cfg) for n, (t, p) in protos.items()}
-        self.detector = self._fresh_detector(cfg)
+        self.detector = _Detector.fresh(cfg)
 
     @classmethod
     def _from_parts(
@@ -174,13 +144,6 @@ class SymbolModels:
         models = cls.__new__(cls)
         models.shared, models.slots, models.detector = shared, slots, detector
         return models
-
-    @staticmethod
-    def _fresh_detector(cfg: ModelConfig) -> _Detector:
-        detector = make_detector(
-            cfg.anomaly_detector, cfg.anomaly_window, cfg.anomaly_grace, cfg.seed
-        )
-        return _Detector(cfg.anomaly_detector, detector)
 
     @property
     def symbol(self) -> str:
@@ -196,7 +159,9 @@ class SymbolModels:
         return self.shared.bars_seen
 
     def step(self, bar: Bar, metrics: Metrics) -> StepResult:
-        """Score the pending forecasts, learn, and forecast the next bars (module doc)."""
+        """Score the pending forecasts, learn, and forecast the next bars (module doc).
+
+        Of ``metrics`` only the log return is read."""
         sh = self.shared
         if (bar.symbol, metrics.symbol, metrics.start_us) != (sh.symbol, sh.symbol, bar.start_us):
             raise ValueError(f"bar {bar.symbol}@{bar.start_us} and metrics do not match")
@@ -211,8 +176,11 @@ class SymbolModels:
         x, anomaly_x = sh.features.update(bar, r)
         sh.bars_seen += 1
         anomaly = self._anomaly(anomaly_x)
-        forecasts = self._forecast(bar, x)
-        scores = self._score_rows(bar.start_us) if sh.bars_seen % sh.config.score_every == 0 else []
+        forecasts, predictions = forecast(self.slots, sh.config, bar, x)
+        sh.pending.append(_Snapshot(bar.start_us, x, predictions))
+        scores = []
+        if sh.bars_seen % sh.config.score_every == 0:
+            scores = score_rows(self.slots, sh.config.horizons, sh.symbol, bar.start_us)
         return StepResult(forecasts, scores, anomaly)
 
     def _score_and_learn(self, r: float) -> None:
@@ -222,81 +190,18 @@ class SymbolModels:
                 continue
             snap = pending[-h]
             for slot in self.slots.values():
-                start = time.perf_counter()
-                forecast = snap.forecasts.get((slot.name, h))
-                if forecast is not None:
-                    if slot.target == VOLATILITY:
-                        slot.scores[h].update(r, forecast[0])
-                    else:
-                        slot.scores[h].update(r, *forecast)
-                slot.models[h].learn_one(snap.x, r * r if slot.target == VOLATILITY else r)
-                slot.seconds += time.perf_counter() - start
+                slot.score_and_learn(h, snap.x, r, snap.forecasts.get((slot.name, h)))
 
     def _anomaly(self, anomaly_x: dict[str, float] | None) -> float | None:
         if anomaly_x is None:
             return None
-        start = time.perf_counter()
-        score = score_then_learn(self.detector.detector, anomaly_x)
-        self.detector.seconds += time.perf_counter() - start
+        score = self.detector.score(anomaly_x)
         self.shared.anomaly_seen += 1
         return score if self.shared.anomaly_seen > self.shared.config.anomaly_grace else None
 
-    def _forecast(self, bar: Bar, x: dict[str, float]) -> list[ForecastRow]:
-        sh, cfg = self.shared, self.shared.config
-        snap = _Snapshot(bar.start_us, x, {})
-        rows: list[ForecastRow] = []
-        z = cfg.interval_z
-        for h in cfg.horizons:
-            time_us = bar.start_us + h * bar.bar_seconds * US
-            sigmas: dict[str, float] = {}
-            for slot in self.slots.values():
-                start = time.perf_counter()
-                value = float(slot.models[h].predict_one(x))
-                slot.seconds += time.perf_counter() - start
-                lower = upper = None
-                if slot.target == VOLATILITY:
-                    value = math.sqrt(value) if value > 0 and math.isfinite(value) else 0.0
-                    value = sigmas[slot.name] = max(value, cfg.min_vol)
-                else:
-                    value = value if math.isfinite(value) else 0.0
-                    lower, upper = self._interval(value, z, sigmas)
-                snap.forecasts[(slot.name, h)] = (value, lower, upper)
-                rows.append(
-                    (time_us, sh.symbol, slot.name, slot.target, h, value, lower, upper,
-                     bar.start_us)
-                )  # fmt: skip
-        sh.pending.append(snap)
-        return rows
-
-    def _interval(
-        self, value: float, z: float, sigmas: dict[str, float]
-    ) -> tuple[float | None, float | None]:
-        sigma = sigmas.get(self.shared.config.interval_model)
-        if sigma is None:  # volatility models come first in slots; this is a misconfiguration
-            return None, None
-        return value - z * sigma, value + z * sigma
-
     def scores(self) -> dict[str, dict[str, float]]:
         """Current scores by model, metric names suffixed ``_h<h>`` for horizons above 1."""
-        out: dict[str, dict[str, float]] = {}
-        for h in self.shared.config.horizons:
-            values = {name: slot.values(h) for name, slot in self.slots.items()}
-            for name, slot in self.slots.items():
-                own = dict(values[name])
-                baseline = BASELINES[slot.target]
-                if name != baseline and baseline in values:
-                    own.update(relative_scores(own, values[baseline], baseline))
-                out.setdefault(name, {}).update({k + _suffix(h): v for k, v in own.items()})
-        return out
-
-    def _score_rows(self, time_us: int) -> list[ScoreRow]:
-        sym = self.shared.symbol
-        return [
-            (time_us, sym, name, self.slots[name].target, metric, value)
-            for name, values in self.scores().items()
-            for metric, value in values.items()
-            if math.isfinite(value)
-        ]
+        return current_scores(self.slots, self.shared.config.horizons)
 
     def timings(self) -> dict[str, float]:
         """Seconds spent in each model's learn and predict calls (and the detector's)."""
@@ -306,7 +211,7 @@ class SymbolModels:
 
     # --- checkpoints ---------------------------------------------------------------
 
-    def checkpoint(self, time_us: int) -> list[CheckpointRow]:
+    def checkpoint(self, time_us: int) -> list[ModelCheckpoint]:
         """The symbol's ``model_checkpoints`` rows at ``time_us`` (see checkpoint module)."""
         sh, n = self.shared, self.shared.bars_seen
         scores = self.scores()
@@ -320,7 +225,7 @@ class SymbolModels:
 
     @classmethod
     def restore(
-        cls, rows: Iterable[Any], config: ModelConfig | None = None
+        cls, rows: Iterable[object], config: ModelConfig | None = None
     ) -> tuple[SymbolModels | None, list[str]]:
         """Rebuild a symbol's models from its latest checkpoint rows.
 
@@ -329,67 +234,46 @@ class SymbolModels:
         version or class starts afresh; the set is refused only when the shared row is
         unusable, the rows mix symbols, or ``config`` differs from the checkpoint's.
         """
-        models, errors = cls._restore(list(rows), config)
+        models, errors = cls._restore(rows, config)
         for error in errors:
             log.warning("model checkpoint: %s", error)
         return models, errors
 
     @classmethod
     def _restore(
-        cls, rows: list[Any], config: ModelConfig | None
+        cls, rows: Iterable[object], config: ModelConfig | None
     ) -> tuple[SymbolModels | None, list[str]]:
-        valid, errors = [], []
-        for row in rows:
-            if isinstance(row, tuple | list) and len(row) == 7:
-                valid.append(tuple(row))
-            else:
-                errors.append(f"malformed checkpoint row: {row!r:.80}")
-        if not valid:
-            return None, [*errors, "no checkpoint rows"]
-        if len({r[1] for r in valid}) > 1:
-            return None, [*errors, f"rows of several symbols: {sorted({r[1] for r in valid})}"]
-        latest = max(r[0] for r in valid)
-        by_name = {r[2]: r for r in valid if r[0] == latest}
+        by_name, errors = newest_rows(rows)
+        if not by_name:
+            return None, errors
+        newest = next(iter(by_name.values()))
         if SHARED_MODEL not in by_name:
-            return None, [*errors, f"{valid[0][1]}: no {SHARED_MODEL} row at {latest}"]
+            return None, [*errors, f"{newest.symbol}: no {SHARED_MODEL} row at {newest.time_us}"]
         try:
             shared: _Shared = decode(by_name.pop(SHARED_MODEL), _Shared)
         except CheckpointError as exc:
-            return None, [*errors, f"cannot restore {valid[0][1]}: {exc}"]
-        if config is not None and config != shared.config:
+            return None, [*errors, f"cannot restore {newest.symbol}: {exc}"]
+        cfg = shared.config
+        if config is not None and config != cfg:
             return None, [*errors, f"{shared.symbol}: config changed since the checkpoint"]
         sym = shared.symbol
-        detector = cls._restore_part(sym, ANOMALY_MODEL, by_name, _Detector, errors)
-        if detector is None or detector.name != shared.config.anomaly_detector:
-            detector = cls._fresh_detector(shared.config)
+        detector = take(by_name, sym, ANOMALY_MODEL, _Detector, errors)
+        if detector is None or detector.name != cfg.anomaly_detector:
+            detector = _Detector.fresh(cfg)
         slots = {}
         for name, (target, proto) in shared.prototypes.items():
-            slot = cls._restore_part(sym, name, by_name, ModelSlot, errors)
-            if slot is None or slot.name != name or set(slot.models) != set(shared.config.horizons):
+            slot = take(by_name, sym, name, ModelSlot, errors)
+            if slot is None or slot.name != name or set(slot.models) != set(cfg.horizons):
                 if slot is not None:
                     errors.append(f"{sym}/{name}: checkpoint of another model; starting afresh")
-                slot = ModelSlot.fresh(name, target, proto, shared.config)
+                slot = ModelSlot.fresh(name, target, proto, cfg)
             slots[name] = slot
         errors += [f"{sym}/{name}: unknown model, ignored" for name in by_name]
         return cls._from_parts(shared, slots, detector), errors
 
-    @staticmethod
-    def _restore_part(
-        symbol: str, name: str, rows: dict[str, Any], expected: type, errors: list[str]
-    ) -> Any:
-        row = rows.pop(name, None)
-        if row is None:
-            errors.append(f"{symbol}/{name}: no checkpoint row; starting it afresh")
-            return None
-        try:
-            return decode(row, expected)
-        except CheckpointError as exc:
-            errors.append(f"{exc}; starting it afresh")
-            return None
-
 
 def restore(
-    rows: Iterable[Any], config: ModelConfig | None = None
+    rows: Iterable[object], config: ModelConfig | None = None
 ) -> tuple[SymbolModels | None, list[str]]:
     """Alias of :meth:`SymbolModels.restore`."""
     return SymbolModels.restore(rows, config)

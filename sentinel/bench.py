@@ -9,47 +9,24 @@ HTTP load goes to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import psycopg
-from bytewax.testing import TestingSource, run_main
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from bytewax.run import cli_main
+from psycopg.conninfo import conninfo_to_dict
 
 from connectors.simulator import TickGenerator, finnhub_trade_message
+from connectors.timescale.scratch import copy_ticks_again, scratch_database, table_counts
 from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US, RawBatch
-from dataflows.ticks import FlowConfig, build_flow
-from sentinel.pipeline import timescale_sinks
-from timescale.migrate import migrate
+from dataflows.ticks import FlowConfig
+from sentinel.flows import bench_flow
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "GOOGL", "META", "SPY")
 Echo = Callable[[str], None]
-
-
-@contextlib.contextmanager
-def scratch_database(dsn: str, name: str = "sentinel_bench") -> Iterator[str]:
-    """A freshly migrated database beside ``dsn``'s, dropped afterwards."""
-    admin = make_conninfo(dsn, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    bench = make_conninfo(dsn, dbname=name)
-    try:
-        migrate(bench, echo=lambda _: None)
-        yield bench
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def make_batches(n_ticks: int, seed: int = 1) -> tuple[list[RawBatch], int]:
@@ -65,10 +42,13 @@ def make_batches(n_ticks: int, seed: int = 1) -> tuple[list[RawBatch], int]:
         for i, j in enumerate(range(0, len(trades), 1000))
     ]
     batches = [
-        RawBatch("bench", trades[min(len(trades) - 1, (k + 20) * 1000 - 1)].time_ms * 1000,
-                 messages[k : k + 20])
+        RawBatch(
+            "bench",
+            trades[min(len(trades) - 1, (k + 20) * 1000 - 1)].time_ms * 1000,
+            messages[k : k + 20],
+        )
         for k in range(0, len(messages), 20)
-    ]  # fmt: skip
+    ]
     return batches, len(trades)
 
 
@@ -81,27 +61,12 @@ def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
         live=False,
     )
     started = time.perf_counter()
-    run_main(build_flow(TestingSource(batches), timescale_sinks(dsn, report_status=False), config))
+    cli_main(bench_flow(batches, dsn, config))
     e2e = time.perf_counter() - started
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT time, symbol, price, size, seq FROM ticks").fetchall()
-        counts = {
-            t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
-            for t in ("ticks", "bars", "bar_metrics", "forecasts", "model_scores")
-        }
-        conn.execute("TRUNCATE ticks")
-        conn.commit()
-        echo(f"raw COPY: the same {len(rows):,} ticks, binary COPY straight into `ticks`")
-        started = time.perf_counter()
-        with conn.cursor().copy(
-            "COPY ticks (time, symbol, price, size, seq) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(["timestamptz", "text", "float8", "float8", "int8"])
-            for row in rows:
-                copy.write_row(row)
-        conn.commit()
-        raw = time.perf_counter() - started
-    e2e_rate, raw_rate = n / e2e, len(rows) / raw
+    counts = table_counts(dsn, ("ticks", "bars", "bar_metrics", "forecasts", "model_scores"))
+    echo(f"raw COPY: the same {counts['ticks']:,} ticks, binary COPY straight into `ticks`")
+    copied, raw = copy_ticks_again(dsn)
+    e2e_rate, raw_rate = n / e2e, copied / raw
     return {
         "ticks": n,
         "bar_seconds": 1,
@@ -165,5 +130,4 @@ def api_load(dsn: str) -> dict[str, Any]:
     ``/forecasts/AAPL`` for 5 s with 8 concurrent clients, at most 5,000 requests."""
     from api.loadtest import bench_api
 
-    return bench_api({"DATABASE_URL": dsn}, "AAPL", duration_s=5, concurrency=8,
-                     max_requests=5000)  # fmt: skip
+    return bench_api({"DATABASE_URL": dsn}, "AAPL", duration_s=5, concurrency=8, max_requests=5000)

@@ -15,19 +15,14 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.run import cli_main
 
-from dataflows.bars import BarConfig
+from dataflows.config import BarConfig, CheckpointConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US, RawBatch, RowBlock
-from dataflows.ticks import FlowConfig, Sinks, build_flow
-from online_models.evaluate import (
-    Evaluation,
-    run_models,
-    score_tables,
-    sp500_bars,
-    timed_garch,
-)
+from dataflows.ticks import FlowConfig
+from online_models.sp500 import Evaluation, run_models, score_tables, sp500_bars, timed_garch
+from sentinel.flows import memory_flow, rows_of
 
 DAY = 86_400
 # Trade times within the day (seconds after midnight UTC): open, high, low, close.
@@ -46,28 +41,26 @@ def sp500_batches(symbol: str = "SPX", per_batch: int = 2000) -> list[RawBatch]:
             symbols.append(symbol)
     batches = []
     for start in range(0, len(times), per_batch):
-        end = start + per_batch
-        block = RowBlock(start, times[start:end], symbols[start:end], prices[start:end],
-                         sizes[start:end])  # fmt: skip
-        batches.append(RawBatch(f"evaluate:{symbol}", int(np.median(times[start:end])),
-                                [(start, block)]))  # fmt: skip
+        rows = slice(start, start + per_batch)
+        block = RowBlock(start, times[rows], symbols[rows], prices[rows], sizes[rows])
+        clock_us = int(np.median(times[rows]))
+        batches.append(RawBatch(f"evaluate:{symbol}", clock_us, [(start, block)]))
     return batches
 
 
 def run_flow(batches: list[RawBatch]) -> tuple[dict[str, list[Any]], float]:
-    outs: dict[str, list[Any]] = {k: [] for k in Sinks.__dataclass_fields__}
-    sinks = Sinks(**{k: TestingSink(v) for k, v in outs.items()})
     years = 30 * 365.25 * DAY
     config = FlowConfig(
         parse=ParseConfig(max_future_s=years, max_past_s=years),
         bars=BarConfig(bar_seconds=DAY, allowance_s=0),
+        checkpoints=CheckpointConfig(every_s=100 * 365 * DAY),
         live=False,
     )
-    config = replace(config, checkpoints=replace(config.checkpoints, every_s=100 * 365 * DAY))
+    flow, sinks = memory_flow(batches, config)
     start = time.perf_counter()
-    run_main(build_flow(TestingSource(batches), sinks, config))
+    cli_main(flow)
     elapsed = time.perf_counter() - start
-    return {k: [row for item in v for row in item] for k, v in outs.items()}, elapsed
+    return rows_of(sinks), elapsed
 
 
 def evaluate(burn_in: int = 250, garch_refit: int = 20) -> tuple[Evaluation, float]:
@@ -82,15 +75,15 @@ def evaluate(burn_in: int = 250, garch_refit: int = 20) -> tuple[Evaluation, flo
     forecasts: dict[str, np.ndarray] = {}
     widths: dict[str, np.ndarray] = {}
     targets: dict[str, str] = {}
-    for _, _, model, target, horizon, value, lower, upper, made_at in out["forecasts"]:
-        i = index.get(made_at)
-        if horizon != 1 or i is None or i >= len(r):
+    for f in out["forecasts"]:
+        i = index.get(f.made_at_us)
+        if f.horizon != 1 or i is None or i >= len(r):
             continue
-        forecasts.setdefault(model, np.full(len(r), np.nan))[i] = value
-        widths.setdefault(model, np.full(len(r), np.nan))[i] = (
-            (upper - lower) / 2 if lower is not None and upper is not None else np.nan
+        forecasts.setdefault(f.model, np.full(len(r), np.nan))[i] = f.value
+        widths.setdefault(f.model, np.full(len(r), np.nan))[i] = (
+            (f.upper - f.lower) / 2 if f.lower is not None and f.upper is not None else np.nan
         )
-        targets[model] = target
+        targets[f.model] = f.target
     # Compute time per model: the same models stepped over the same bars, timed one by one.
     seconds = run_models(bars)[0].timings()
     peers = {"garch(1,1)": timed_garch(r, burn_in, garch_refit)}

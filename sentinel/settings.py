@@ -14,8 +14,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dataflows.config import (
+    AlertConfig,
+    BarConfig,
+    CheckpointConfig,
+    MetricsConfig,
+    ParseConfig,
+)
+
 if TYPE_CHECKING:
     from timescale.embedded import EmbeddedPostgres
+
+_BARS, _PARSE, _METRICS = BarConfig(), ParseConfig(), MetricsConfig()
+_ALERTS, _CHECKPOINTS = AlertConfig(), CheckpointConfig()
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "xxx", "todo"}
 
@@ -61,28 +72,36 @@ class Settings(BaseSettings):
     )
 
     # -- dataflow ----------------------------------------------------------------------
-    bar: str = Field(default="5s", description="Bar length: 1s to 1d (e.g. 5s, 1m, 1h, 1d).")
-    late_allowance_s: float = 1.0
-    max_future_s: float = 60.0
-    max_past_s: float = 86_400.0
-    metrics_window: int = 30
-    ewma_lambda: float = 0.94
-    session_hours: float = 6.5
-    trading_days: float = 252.0
-    risk_free_rate: float = 0.0
-    spike_ratio: float = 2.0
-    spike_rearm_ratio: float = 1.3
-    spike_baseline_bars: int = 120
-    spike_min_history: int = 30
-    jump_sigmas: float = 6.0
-    stale_after_s: float = 60.0
-    stale_calendar: str = "XNYS"
+    # The defaults are the configuration dataclasses' own (dataflows.config).
+    bar: str = Field(
+        default=f"{_BARS.bar_seconds}s", description="Bar length: 1s to 1d (e.g. 5s, 1m, 1h, 1d)."
+    )
+    late_allowance_s: float = _BARS.allowance_s
+    max_future_s: float = _PARSE.max_future_s
+    max_past_s: float = _PARSE.max_past_s
+    metrics_window: int = _METRICS.window
+    ewma_lambda: float = _METRICS.ewma_lambda
+    session_hours: float = _METRICS.session_seconds / 3600
+    trading_days: float = _METRICS.trading_days
+    risk_free_rate: float = _METRICS.risk_free_rate
+    spike_ratio: float = _ALERTS.spike_ratio
+    spike_rearm_ratio: float = _ALERTS.rearm_ratio
+    spike_baseline_bars: int = _ALERTS.baseline_bars
+    spike_min_history: int = _ALERTS.min_history
+    jump_sigmas: float = _ALERTS.jump_sigmas
+    stale_after_s: float = _ALERTS.stale_after_s
+    stale_calendar: str = _ALERTS.stale_calendar
     sink_batch_rows: int = 50_000
-    checkpoint_every_s: float = Field(default=1200.0, description="Model checkpoint interval.")
-    checkpoint_clock: str = Field(default="event", description="'event' or 'system' time.")
+    checkpoint_every_s: float = Field(
+        default=_CHECKPOINTS.every_s, description="Model checkpoint interval."
+    )
+    checkpoint_clock: str = Field(
+        default=_CHECKPOINTS.clock, description="'event' or 'system' time."
+    )
     workers: int = 1
     price_band: float = Field(
-        default=4.0, description="Refuse trades this factor away from the recent median (0: off)."
+        default=_BARS.price_band,
+        description="Refuse trades this factor away from the recent median (0: off).",
     )
     recovery: bool = Field(default=True, description="Bytewax recovery for the live dataflow.")
     recovery_dir: Path | None = Field(

@@ -20,10 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 from rich.console import Console
-
-COUNTED_TABLES = ("ticks", "bars", "bar_metrics", "alerts", "ticks_rejected")
 
 
 @dataclass
@@ -68,9 +65,12 @@ class Stack:
     def _popen(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         with log_path.open("ab") as log:
             return subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
                 start_new_session=True,
-            )  # fmt: skip
+            )
 
     def supervise(self) -> list[str]:
         """Notice exited children and restart those whose backoff is over; returns what
@@ -128,13 +128,3 @@ def wait_for_port(host: str, port: int, timeout: float, child: Child | None = No
                 return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
-
-
-def row_counts(dsn: str) -> dict[str, int]:
-    """Exact counts; cheap enough for a status line on a development database."""
-    counts = {}
-    with psycopg.connect(dsn, connect_timeout=3) as conn:
-        for table in COUNTED_TABLES:
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-            counts[table] = int(row[0]) if row else 0
-    return counts

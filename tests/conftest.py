@@ -7,6 +7,7 @@ touch the database ``make run`` uses.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import uuid
@@ -95,16 +96,20 @@ def _drop(server_dsn: str, name: str) -> None:
 @pytest.fixture
 def fresh_db(server_dsn: str) -> Iterator[str]:
     """An empty database (no schema) that is dropped after the test."""
-    yield from _scratch_db(server_dsn, template="template0")
+    with scratch_db(server_dsn, "template0") as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def db(server_dsn: str, template_db: str) -> Iterator[str]:
     """A clean, fully migrated database for one test; returns its DSN."""
-    yield from _scratch_db(server_dsn, template=template_db)
+    with scratch_db(server_dsn, template_db) as dsn:
+        yield dsn
 
 
-def _scratch_db(server_dsn: str, template: str) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_db(server_dsn: str, template: str) -> Iterator[str]:
+    """A new database copied from ``template``, dropped on exit; yields its DSN."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(

@@ -203,12 +203,17 @@ class EmbeddedPostgres:
         log.info("initialising a new cluster in %s", self.data_dir)
         self._run(
             "initdb",
-            "--pgdata", str(self.data_dir),
-            "--username", DB_USER,
-            "--auth", "trust",
-            "--encoding", "UTF8",
-            "--locale", "C.UTF-8",
-        )  # fmt: skip
+            "--pgdata",
+            str(self.data_dir),
+            "--username",
+            DB_USER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C.UTF-8",
+        )
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(_SERVER_CONF)
 
@@ -243,17 +248,37 @@ class EmbeddedPostgres:
         options = f"-p {port} -k {self.socket_dir} -c max_locks_per_transaction={MAX_LOCKS}"
         log.info("starting PostgreSQL on 127.0.0.1:%d (socket in %s)", port, self.socket_dir)
         return self._run(
-            "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file),
-            "-w", "-t", str(int(timeout)), "-o", options, check=False,
-        )  # fmt: skip
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "-o",
+            options,
+            check=False,
+        )
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the server; returns whether one was running."""
         st = self.status()
         if not st.running:
             return False
-        self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w",
-                  "-t", str(int(timeout)), check=False)  # fmt: skip
+        self._run(
+            "pg_ctl",
+            "stop",
+            "-D",
+            str(self.data_dir),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            str(int(timeout)),
+            check=False,
+        )
         deadline = time.monotonic() + timeout
         while st.pid is not None and _pid_alive(st.pid):
             if time.monotonic() > deadline:

@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from api import db
 from api.body import JsonBodyRoute
 from api.deps import PoolDep, ReadAccess, SettingsDep, WriteAccess
 from api.errors import responses
 from api.notifications import notification_rows
 from api.params import check_limit, check_range, time_query, to_utc
+from api.queries.alerts import alert_rows
+from api.queries.notifications import received_notifications, store_notifications
 from api.schemas import (
     SYMBOL_PATTERN,
     AlertOut,
@@ -63,7 +64,7 @@ async def list_alerts(
     n = check_limit(settings, limit)
     sym = symbol.upper() if symbol else None
     async with pool.connection() as conn:
-        rows = await db.alerts(
+        rows = await alert_rows(
             conn, symbol=sym, kind=kind, severity=severity, since=lo, until=hi, limit=n
         )
     return [AlertOut(**r) for r in rows]
@@ -93,7 +94,7 @@ async def receive_notification(
         payload, settings.api_notification_max_alerts, settings.api_notification_max_bytes
     )
     async with pool.connection() as conn:
-        ids = await db.store_notifications(conn, rows)
+        ids = await store_notifications(conn, rows)
     left_out = max(0, len(body.alerts) - settings.api_notification_max_alerts)
     return NotificationsStored(stored=len(ids), ids=ids, alerts_left_out=left_out)
 
@@ -116,5 +117,5 @@ async def list_notifications(
     lo = to_utc("since", since)
     n = check_limit(settings, limit or min(NOTIFICATIONS_DEFAULT_LIMIT, settings.api_max_limit))
     async with pool.connection() as conn:
-        rows = await db.notifications(conn, status=status_, since=lo, limit=n)
+        rows = await received_notifications(conn, status=status_, since=lo, limit=n)
     return [NotificationOut(**r) for r in rows]

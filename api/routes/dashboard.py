@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
 from api.deps import SettingsDep
-from api.errors import echo, not_found
+from api.errors import echo, not_found, text_responses
 from sentinel.settings import Settings
 
 router = APIRouter(tags=["dashboard"])
@@ -90,17 +91,16 @@ def _template() -> str:
     return (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
 
-HTML_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The page"}
-}
+PageRoute = Callable[[Settings], Awaitable[HTMLResponse]]
+HTML_RESPONSES = text_responses("text/html", "The page")
 
 
-@router.get(
-    "/",
-    response_class=HTMLResponse,
-    responses=HTML_RESPONSES,
-    summary="The live dashboard",
-)
+def html_page(path: str, summary: str) -> Callable[[PageRoute], PageRoute]:
+    """``router.get`` for an HTML page (the schema says ``text/html``)."""
+    return router.get(path, response_class=HTMLResponse, responses=HTML_RESPONSES, summary=summary)
+
+
+@html_page("/", "The live dashboard")
 async def dashboard(settings: SettingsDep) -> HTMLResponse:
     """The live dashboard (HTML): tickers with their last price, change today, realized
     and forecast volatility, Sharpe ratio, alerts and feed state; for the selected
@@ -111,12 +111,7 @@ async def dashboard(settings: SettingsDep) -> HTMLResponse:
     return HTMLResponse(render_page(await page_config(settings)), headers=NO_STORE)
 
 
-@router.get(
-    "/dashboard",
-    response_class=HTMLResponse,
-    responses=HTML_RESPONSES,
-    summary="The live dashboard (same as /)",
-)
+@html_page("/dashboard", "The live dashboard (same as /)")
 async def dashboard_alias(settings: SettingsDep) -> HTMLResponse:
     """The same page as `/`."""
     return await dashboard(settings)

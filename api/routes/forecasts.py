@@ -4,14 +4,18 @@ history of forecasts in a time range."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from api import db
 from api.deps import PoolDep, ReadAccess, SettingsDep
 from api.errors import not_found, responses
-from api.params import End, Limit, OrderQ, Start, SymbolPath, series_query
+from api.params import WindowQuery
+from api.queries.base import Conn, Row
+from api.queries.forecasts import forecast_history, latest_forecasts
+from api.queries.models import latest_checkpoints, latest_scores
+from api.queries.tickers import symbol_known
 from api.schemas import ForecastOut, ForecastsOut, Target
 
 router = APIRouter(prefix="/forecasts", tags=["forecasts"], dependencies=[ReadAccess])
@@ -22,7 +26,20 @@ TargetQ = Annotated[Target | None, Query(description="Only this target.")]
 HorizonQ = Annotated[int | None, Query(ge=1, le=32_767, description="Only this horizon.")]
 
 
-def scores_by_model(rows: list[db.Row]) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class ForecastFilter:
+    """Filters of both modes (a dependency after the window, so the parameters keep
+    their place: the window's first)."""
+
+    model: ModelQ = None
+    target: TargetQ = None
+    horizon: HorizonQ = None
+
+
+FilterQuery = Annotated[ForecastFilter, Depends()]
+
+
+def scores_by_model(rows: list[Row]) -> dict[str, dict[str, Any]]:
     """Latest `model_scores` rows -> {model: {"scores": {metric: value}, "time": newest}}."""
     out: dict[str, dict[str, Any]] = defaultdict(lambda: {"scores": {}, "time": None})
     for r in rows:
@@ -36,16 +53,7 @@ def scores_by_model(rows: list[db.Row]) -> dict[str, dict[str, Any]]:
 
 @router.get("/{symbol}", response_model=ForecastsOut, responses=responses(401, 403, 404, 422, 503))
 async def get_forecasts(
-    symbol: SymbolPath,
-    pool: PoolDep,
-    settings: SettingsDep,
-    start: Start = None,
-    end: End = None,
-    limit: Limit = None,
-    order: OrderQ = "desc",
-    model: ModelQ = None,
-    target: TargetQ = None,
-    horizon: HorizonQ = None,
+    pool: PoolDep, settings: SettingsDep, params: WindowQuery, only: FilterQuery
 ) -> ForecastsOut:
     """Without `start` and `end` (mode `latest`): the newest forecast of each model,
     target and horizon, each with its model's latest prequential scores (the newest
@@ -54,29 +62,28 @@ async def get_forecasts(
     `time` (the forecast bar's expected start) is in the range, selected like
     `/bars/{symbol}`. `model`, `target` and `horizon` filter both modes. 404 for a symbol
     with no ticker and no forecasts."""
-    sym = symbol.upper()
-    query = series_query(settings, start, end, limit, order)
+    sym = params.sym
+    query = params.series(settings)
+    latest = params.start is None and params.end is None
     async with pool.connection() as conn:
-        if start is None and end is None:
-            forecasts = await _latest(conn, sym, model, target, horizon)
+        if latest:
+            forecasts = await _latest(conn, sym, only)
         else:
             window = query.window(None, settings)
-            rows = await db.forecast_history(conn, sym, window, model, target, horizon)
+            rows = await forecast_history(conn, sym, window, only.model, only.target, only.horizon)
             forecasts = [ForecastOut(**r) for r in rows]
-        if not forecasts and not await db.symbol_known(conn, sym, ["forecasts"]):
+        if not forecasts and not await symbol_known(conn, sym, ["forecasts"]):
             raise not_found(f"unknown symbol {sym!r}: no ticker and no forecasts")
-    mode: Literal["latest", "history"] = "latest" if start is None and end is None else "history"
+    mode: Literal["latest", "history"] = "latest" if latest else "history"
     return ForecastsOut(symbol=sym, mode=mode, count=len(forecasts), forecasts=forecasts)
 
 
-async def _latest(
-    conn: db.Conn, sym: str, model: str | None, target: str | None, horizon: int | None
-) -> list[ForecastOut]:
-    rows = await db.latest_forecasts(conn, sym, model, target, horizon)
+async def _latest(conn: Conn, sym: str, only: ForecastFilter) -> list[ForecastOut]:
+    rows = await latest_forecasts(conn, sym, only.model, only.target, only.horizon)
     if not rows:
         return []
-    scores = scores_by_model(await db.latest_scores(conn, sym, model))
-    checkpoints = {c["model"]: c["time"] for c in await db.latest_checkpoints(conn, sym, model)}
+    scores = scores_by_model(await latest_scores(conn, sym, only.model))
+    checkpoints = {c["model"]: c["time"] for c in await latest_checkpoints(conn, sym, only.model)}
     return [
         ForecastOut(
             **r,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import db
 from api.deps import PoolDep, ReadAccess
 from api.errors import not_found, responses
 from api.params import SymbolPath
+from api.queries.forecasts import latest_forecasts
+from api.queries.models import latest_checkpoints, latest_scores
+from api.queries.tickers import symbol_known
 from api.routes.forecasts import scores_by_model
 from api.schemas import CheckpointOut, ModelOut, ModelsOut
 
@@ -22,12 +24,12 @@ async def get_models(symbol: SymbolPath, pool: PoolDep) -> ModelsOut:
     left out. 404 for a symbol with no ticker and no model rows."""
     sym = symbol.upper()
     async with pool.connection() as conn:
-        scores = scores_by_model(await db.latest_scores(conn, sym))
-        checkpoints = {c["model"]: c for c in await db.latest_checkpoints(conn, sym)}
-        targets = {f["model"]: f["target"] for f in await db.latest_forecasts(conn, sym)}
+        scores = scores_by_model(await latest_scores(conn, sym))
+        checkpoints = {c["model"]: c for c in await latest_checkpoints(conn, sym)}
+        targets = {f["model"]: f["target"] for f in await latest_forecasts(conn, sym)}
         names = sorted(set(scores) | set(checkpoints) | set(targets))
         tables = ["model_scores", "model_checkpoints"]
-        if not names and not await db.symbol_known(conn, sym, tables):
+        if not names and not await symbol_known(conn, sym, tables):
             raise not_found(f"unknown symbol {sym!r}: no ticker and no models")
     models = []
     for name in names:

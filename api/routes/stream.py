@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import HubDep, ReadAccess, SettingsDep
-from api.errors import bad_request, responses
+from api.errors import bad_request, text_responses
 from api.params import check_kinds, split_list
 from api.schemas import SYMBOL_PATTERN, SYMBOL_RULE
 
@@ -39,13 +39,7 @@ def _symbols(text: str | None) -> set[str] | None:
     "",
     response_class=StreamingResponse,
     description=DESCRIPTION,
-    responses={
-        200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            "description": "An endless event stream",
-        },
-        **responses(401, 403, 422, 503),
-    },
+    responses=text_responses("text/event-stream", "An endless event stream", 401, 403, 422, 503),
 )
 async def stream(
     hub: HubDep,

@@ -11,11 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api import db
 from api.body import JsonBodyRoute
 from api.deps import PoolDep, ReadAccess, WriteAccess
 from api.errors import not_found, responses
 from api.params import SymbolPath
+from api.queries.tickers import activate_ticker, deactivate_ticker, ticker_rows
 from api.schemas import TickerIn, TickerOut
 
 router = APIRouter(
@@ -30,7 +30,7 @@ async def list_tickers(
 ) -> list[TickerOut]:
     """Every ticker, active or not, by symbol."""
     async with pool.connection() as conn:
-        return [TickerOut(**r) for r in await db.list_tickers(conn, active)]
+        return [TickerOut(**r) for r in await ticker_rows(conn, active)]
 
 
 @router.post(
@@ -47,7 +47,7 @@ async def add_ticker(body: TickerIn, pool: PoolDep, response: Response) -> Ticke
     """Start following a symbol: 201 when new; 200 when it was already there (an inactive
     one is re-activated). Idempotent. Needs the API key when one is configured."""
     async with pool.connection() as conn:
-        row, outcome = await db.add_ticker(conn, body.symbol)
+        row, outcome = await activate_ticker(conn, body.symbol)
     if outcome != "created":
         response.status_code = status.HTTP_200_OK
     return TickerOut(**row)
@@ -64,7 +64,7 @@ async def remove_ticker(symbol: SymbolPath, pool: PoolDep) -> TickerOut:
     forecasts, ...). 404 for a symbol that is not in `tickers`. Needs the API key when
     one is configured."""
     async with pool.connection() as conn:
-        row = await db.deactivate_ticker(conn, symbol.upper())
+        row = await deactivate_ticker(conn, symbol.upper())
     if row is None:
         raise not_found(f"unknown ticker {symbol.upper()!r}")
     return TickerOut(**row)

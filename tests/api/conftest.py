@@ -3,8 +3,6 @@ a module's read-only tests), and clients for apps built with explicit settings."
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from bytewax.testing import run_main
-from psycopg import sql
+from fastapi import FastAPI
 from psycopg.rows import dict_row
 
 from api.main import create_app
@@ -23,9 +21,9 @@ from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US
 from dataflows.ticks import FlowConfig, build_flow
-from sentinel.pipeline import timescale_sinks
+from sentinel.flows import timescale_sinks
 from sentinel.settings import Settings
-from tests.conftest import with_dbname
+from tests.conftest import scratch_db
 
 with warnings.catch_warnings():  # starlette's notice about httpx; the client works the same
     warnings.simplefilter("ignore")
@@ -114,21 +112,6 @@ def add_status_rows(dsn: str) -> None:
             )
 
 
-@contextlib.contextmanager
-def scratch_db(server_dsn: str, template: str) -> Iterator[str]:
-    name = f"t_api_{uuid.uuid4().hex[:10]}"
-    ident = sql.Identifier(name)
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, sql.Identifier(template))
-        )
-    try:
-        yield with_dbname(server_dsn, name)
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-
-
 @pytest.fixture(scope="module")
 def filled_db(server_dsn: str, template_db: str) -> Iterator[str]:
     """A database filled by a simulated run; tests that read from it must not write."""
@@ -141,11 +124,15 @@ def filled_db(server_dsn: str, template_db: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def client(filled_db: str) -> Iterator[TestClient]:
     """An open API (no key) on the filled database, with the fixed clock."""
-    app = create_app(settings(), dsn=filled_db, clock=fixed_clock)
-    with TestClient(app) as c:
+    with client_for(filled_db) as c:
         yield c
+
+
+def app_for(dsn: str, **overrides: Any) -> FastAPI:
+    """An app on ``dsn`` with these settings and the fixed clock."""
+    return create_app(settings(**overrides), dsn=dsn, clock=fixed_clock)
 
 
 def client_for(dsn: str, **overrides: Any) -> TestClient:
     """A client for an app on ``dsn`` with these settings; use as a context manager."""
-    return TestClient(create_app(settings(**overrides), dsn=dsn, clock=fixed_clock))
+    return TestClient(app_for(dsn, **overrides))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,8 +23,9 @@ from starlette.routing import BaseRoute
 from api.body import MAX_DEPTH, JsonBodyRoute
 from api.main import create_app
 from api.serve import serve_in_thread
-from tests.api.conftest import client_for, execute, fixed_clock, query, scratch_db
+from tests.api.conftest import app_for, client_for, execute, query
 from tests.api.conftest import settings as app_settings
+from tests.conftest import scratch_db
 
 MiB = 1024 * 1024
 JSON = {"content-type": "application/json"}
@@ -41,8 +42,7 @@ def writable_db(server_dsn: str, template_db: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def base_url(writable_db: str) -> Iterator[str]:
     """A real uvicorn server, default limits (1 MiB bodies)."""
-    app = create_app(app_settings(), dsn=writable_db, clock=fixed_clock)
-    with serve_in_thread(app) as url:
+    with serve_in_thread(app_for(writable_db)) as url:
         yield url
 
 
@@ -96,48 +96,89 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value).encode()  # ASCII: NUL and lone surrogates travel as escapes
 
 
+class BadBody(NamedTuple):
+    """A body a route must refuse, with the status and words its message must contain."""
+
+    path: str
+    body: bytes
+    words: str
+    status: int = 422
+    content_type: str | None = "application/json"
+
+
+def not_json(
+    path: str, content_type: str | None, words: str, body: bytes = b'{"symbol": "AAPL"}'
+) -> BadBody:
+    return BadBody(path, body, words, 415, content_type)
+
+
+FORM = "application/x-www-form-urlencoded"
+NUMBER_LIMIT = "is not accepted: a number may take at most 100 characters written out"
+DEEPEST_FIELD = "x" + ".0" * (MAX_DEPTH - 1)
 BAD_BODIES = [
-    # (route, body, content type, status, words the message must contain)
-    (TICKERS, b'{"symbol": "\\ud800"}', "application/json", 422,
-     "body field 'symbol': contains a lone surrogate ('\\ud800' at position 0)"),
-    (TICKERS, b'{"symbol": "AA\\u0000PL"}', "application/json", 422,
-     "body field 'symbol': contains a NUL character (at position 2)"),
-    (WEBHOOK, dumps(webhook(alerts=[{"labels": {"alertname": "x\udfff"}}])), "application/json",
-     422, "body field 'alerts.0.labels.alertname': contains a lone surrogate"),
-    (WEBHOOK, dumps(webhook(extra={"deep": ["ok", "nul\x00"]})), "application/json", 422,
-     "body field 'extra.deep.1': contains a NUL character"),
-    (WEBHOOK, dumps(webhook(extra={"bad\ud800key": 1})), "application/json", 422,
-     "body field 'extra': key contains a lone surrogate"),
-    (TICKERS, b'{"symbol": "\xff\xfe"}', "application/json", 422,
-     "request body: not valid UTF-8 (byte 0xff at offset 12)"),
-    (WEBHOOK, b'{"status": "\xed\xa0\x80"}', "application/json", 422,  # a surrogate, UTF-8'd
-     "request body: not valid UTF-8 (byte 0xed at offset 12)"),
-    (TICKERS, b"{not json", "application/json", 422, "request body: JSON decode error"),
-    (WEBHOOK, b"", "application/json", 422, "request body: Field required"),
-    (TICKERS, b'{"symbol": "AAPL"}', "text/plain", 415,
-     "request body must be JSON: send Content-Type: application/json (got 'text/plain')"),
-    (WEBHOOK, b"status=firing", "application/x-www-form-urlencoded", 415,
-     "request body must be JSON"),
-    (TICKERS, b'{"symbol": "AAPL"}', None, 415, "(none was sent)"),
-    (TICKERS, nested(100_000), "application/json", 422,
-     f"request body: nested deeper than {MAX_DEPTH} levels"),
-    (WEBHOOK, dumps(webhook(x=json.loads(nested(MAX_DEPTH)))), "application/json", 422,
-     f"body field 'x{'.0' * (MAX_DEPTH - 1)}': nested deeper than {MAX_DEPTH} levels"),
-    (TICKERS, b'{"symbol": 1' + b"0" * 5000 + b"}", "application/json", 422,
-     "request body: number '1000"),
-    (WEBHOOK, b'{"status": "firing", "x": 1e999}', "application/json", 422,
-     "number '1e999' is not accepted: a number may take at most 100 characters written out"),
-    (WEBHOOK, b'{"status": "firing", "x": 1e100}', "application/json", 422, "number '1e100'"),
-    (WEBHOOK, b'{"status": "firing", "x": 1e-99}', "application/json", 422, "number '1e-99'"),
-    (WEBHOOK, b'{"status": "firing", "x": NaN}', "application/json", 422, "number 'NaN'"),
-    (TICKERS, b'{"symbol": -Infinity}', "application/json", 422, "number '-Infinity'"),
-]  # fmt: skip
+    BadBody(
+        TICKERS,
+        b'{"symbol": "\\ud800"}',
+        "body field 'symbol': contains a lone surrogate ('\\ud800' at position 0)",
+    ),
+    BadBody(
+        TICKERS,
+        b'{"symbol": "AA\\u0000PL"}',
+        "body field 'symbol': contains a NUL character (at position 2)",
+    ),
+    BadBody(
+        WEBHOOK,
+        dumps(webhook(alerts=[{"labels": {"alertname": "x\udfff"}}])),
+        "body field 'alerts.0.labels.alertname': contains a lone surrogate",
+    ),
+    BadBody(
+        WEBHOOK,
+        dumps(webhook(extra={"deep": ["ok", "nul\x00"]})),
+        "body field 'extra.deep.1': contains a NUL character",
+    ),
+    BadBody(
+        WEBHOOK,
+        dumps(webhook(extra={"bad\ud800key": 1})),
+        "body field 'extra': key contains a lone surrogate",
+    ),
+    BadBody(
+        TICKERS,
+        b'{"symbol": "\xff\xfe"}',
+        "request body: not valid UTF-8 (byte 0xff at offset 12)",
+    ),
+    BadBody(
+        WEBHOOK,
+        b'{"status": "\xed\xa0\x80"}',  # a surrogate, UTF-8'd
+        "request body: not valid UTF-8 (byte 0xed at offset 12)",
+    ),
+    BadBody(TICKERS, b"{not json", "request body: JSON decode error"),
+    BadBody(WEBHOOK, b"", "request body: Field required"),
+    not_json(
+        TICKERS,
+        "text/plain",
+        "request body must be JSON: send Content-Type: application/json (got 'text/plain')",
+    ),
+    not_json(WEBHOOK, FORM, "request body must be JSON", body=b"status=firing"),
+    not_json(TICKERS, None, "(none was sent)"),
+    BadBody(TICKERS, nested(100_000), f"request body: nested deeper than {MAX_DEPTH} levels"),
+    BadBody(
+        WEBHOOK,
+        dumps(webhook(x=json.loads(nested(MAX_DEPTH)))),
+        f"body field '{DEEPEST_FIELD}': nested deeper than {MAX_DEPTH} levels",
+    ),
+    BadBody(TICKERS, b'{"symbol": 1' + b"0" * 5000 + b"}", "request body: number '1000"),
+    BadBody(WEBHOOK, b'{"status": "firing", "x": 1e999}', f"number '1e999' {NUMBER_LIMIT}"),
+    BadBody(WEBHOOK, b'{"status": "firing", "x": 1e100}', "number '1e100'"),
+    BadBody(WEBHOOK, b'{"status": "firing", "x": 1e-99}', "number '1e-99'"),
+    BadBody(WEBHOOK, b'{"status": "firing", "x": NaN}', "number 'NaN'"),
+    BadBody(TICKERS, b'{"symbol": -Infinity}', "number '-Infinity'"),
+]
 
 
 @pytest.mark.parametrize(
-    ("path", "body", "content_type", "status", "words"),
+    BadBody._fields,
     BAD_BODIES,
-    ids=[f"{i}-{case[0]}-{case[3]}" for i, case in enumerate(BAD_BODIES)],
+    ids=[f"{i}-{case.path}-{case.status}" for i, case in enumerate(BAD_BODIES)],
 )
 def test_a_bad_body_gets_a_4xx_with_a_message_and_the_connection_survives(
     http: httpx.Client,
@@ -158,6 +199,9 @@ def test_a_bad_body_gets_a_4xx_with_a_message_and_the_connection_survives(
     assert stored(writable_db) == before
 
 
+STORED_X = "SELECT payload->'x' AS x FROM alert_notifications WHERE id = %s"
+
+
 def test_nesting_and_numbers_up_to_the_limits_are_accepted(
     http: httpx.Client, writable_db: str
 ) -> None:
@@ -167,8 +211,7 @@ def test_nesting_and_numbers_up_to_the_limits_are_accepted(
     numbers = b'{"status": "firing", "x": [1e99, -1e98, 1e-98, 1' + b"0" * 99 + b"]}"
     r = http.post(WEBHOOK, content=numbers, headers=JSON)
     assert r.status_code == 201, r.text
-    (row,) = query(writable_db, "SELECT payload->'x' AS x FROM alert_notifications WHERE id = %s",
-                   r.json()["ids"][0])  # fmt: skip
+    (row,) = query(writable_db, STORED_X, r.json()["ids"][0])
     assert row["x"] == [10**99, -(10**98), pytest.approx(1e-98), 10**99]
     execute(writable_db, "DELETE FROM alert_notifications")
 
@@ -285,21 +328,17 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
     max_leaves=16,
 )
+ALERT_FIELDS = ("labels", "annotations", "status", "generatorURL")
+ANY_ALERT = st.fixed_dictionaries({}, optional=dict.fromkeys(ALERT_FIELDS, JSON_VALUES))
 WEBHOOKS = st.fixed_dictionaries(
     {"status": st.sampled_from(["firing", "resolved"]) | JSON_VALUES},
     optional={
-        "alerts": st.lists(
-            st.fixed_dictionaries(
-                {}, optional={"labels": JSON_VALUES, "annotations": JSON_VALUES,
-                              "status": JSON_VALUES, "generatorURL": JSON_VALUES}
-            ) | JSON_VALUES,
-            max_size=3,
-        ) | JSON_VALUES,
+        "alerts": st.lists(ANY_ALERT | JSON_VALUES, max_size=3) | JSON_VALUES,
         "title": JSON_VALUES,
         "message": JSON_VALUES,
         "extra": JSON_VALUES,
     },
-)  # fmt: skip
+)
 BODIES = st.one_of(
     st.tuples(st.just(TICKERS), st.fixed_dictionaries({"symbol": JSON_VALUES}) | JSON_VALUES),
     st.tuples(st.just(WEBHOOK), WEBHOOKS | JSON_VALUES),

@@ -9,6 +9,7 @@ API is down). Screenshots at 1280x800 and 390x844 go to the test's ``tmp_path``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,7 +21,8 @@ import httpx
 import pytest
 
 from api.serve import api_process
-from tests.api.conftest import API_KEY, scratch_db
+from tests.api.conftest import API_KEY
+from tests.conftest import scratch_db
 from tests.integration.procs import wait_until
 from tests.integration.stack import LiveStack, live_stack
 
@@ -109,17 +111,36 @@ class Console:
         return [e for e in self.errors if not any(re.search(a, e) for a in allowed)]
 
 
-@pytest.fixture
-def page(browser: Any, stack: LiveStack) -> Iterator[tuple[Any, Console]]:
+@contextlib.contextmanager
+def dashboard_page(browser: Any, url: str) -> Iterator[tuple[Any, Console]]:
+    """A new page with the dashboard at ``url`` loaded (not yet live), and its console."""
     page = browser.new_page()
     console = Console(page)
-    page.goto(f"{stack.api}/")
-    page.wait_for_selector("body[data-ready='true']")
-    page.wait_for_selector("#live[data-state='live']")
     try:
+        page.goto(f"{url}/")
+        page.wait_for_selector("body[data-ready='true']")
         yield page, console
     finally:
         page.close()
+
+
+@contextlib.contextmanager
+def own_api_page(
+    browser: Any, stack: LiveStack, env: dict[str, str], log: Path
+) -> Iterator[tuple[Any, Console]]:
+    """The dashboard from an API process of its own on the stack's database, with ``env``."""
+    with (
+        api_process({"DATABASE_URL": stack.dsn, **env}, log=log) as url,
+        dashboard_page(browser, url) as opened,
+    ):
+        yield opened
+
+
+@pytest.fixture
+def page(browser: Any, stack: LiveStack) -> Iterator[tuple[Any, Console]]:
+    with dashboard_page(browser, stack.api) as (page, console):
+        page.wait_for_selector("#live[data-state='live']")
+        yield page, console
 
 
 def bars_shown(page: Any) -> int:
@@ -226,51 +247,33 @@ def test_it_reconnects_after_the_api_restarts_and_catches_up(
 def test_with_a_read_key_the_page_asks_for_it_then_reads_and_streams_with_it(
     browser: Any, stack: LiveStack, tmp_path: Path
 ) -> None:
-    env = {
-        "DATABASE_URL": stack.dsn,
-        "SENTINEL_API_KEY": API_KEY,
-        "SENTINEL_API_READ_KEY_REQUIRED": "true",
-    }
-    with api_process(env, log=tmp_path / "api.log") as url:
-        p = browser.new_page()
-        console = Console(p)
-        try:
-            p.goto(f"{url}/")
-            p.wait_for_selector("body[data-ready='true']")
-            assert "needs its key" in (p.text_content("#notice") or "")
-            assert p.locator("#tickers tbody tr").count() == 0
-            p.fill("#api-key", API_KEY)
-            p.press("#api-key", "Enter")
-            p.wait_for_selector("#live[data-state='live']")
-            p.wait_for_function("document.querySelector('#price-box').dataset.bars >= 2")
-            assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
-            assert p.is_hidden("#notice")
-            last = p.get_attribute("#price-box", "data-last-bar")
-            p.wait_for_function(
-                "last => document.querySelector('#price-box').dataset.lastBar > last", arg=last
-            )
-            # Without the key, reads were refused: those 401s, and nothing else.
-            assert console.unexpected(r"status of 401 ") == []
-        finally:
-            p.close()
+    env = {"SENTINEL_API_KEY": API_KEY, "SENTINEL_API_READ_KEY_REQUIRED": "true"}
+    with own_api_page(browser, stack, env, tmp_path / "api.log") as (p, console):
+        assert "needs its key" in (p.text_content("#notice") or "")
+        assert p.locator("#tickers tbody tr").count() == 0
+        p.fill("#api-key", API_KEY)
+        p.press("#api-key", "Enter")
+        p.wait_for_selector("#live[data-state='live']")
+        p.wait_for_function("document.querySelector('#price-box').dataset.bars >= 2")
+        assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
+        assert p.is_hidden("#notice")
+        last = p.get_attribute("#price-box", "data-last-bar")
+        p.wait_for_function(
+            "last => document.querySelector('#price-box').dataset.lastBar > last", arg=last
+        )
+        # Without the key, reads were refused: those 401s, and nothing else.
+        assert console.unexpected(r"status of 401 ") == []
 
 
 def test_without_the_chart_library_the_page_says_so_and_still_works(
     browser: Any, stack: LiveStack, tmp_path: Path
 ) -> None:
-    env = {"DATABASE_URL": stack.dsn, "SENTINEL_DASHBOARD_CHARTS_JS": str(tmp_path / "none.js")}
-    with api_process(env, log=tmp_path / "api.log") as url:
-        p = browser.new_page()
-        console = Console(p)
-        try:
-            p.goto(f"{url}/")
-            p.wait_for_selector("body[data-ready='true']")
-            p.wait_for_selector("#live[data-state='live']")
-            assert "Charts are not installed" in (p.text_content("#charts-note") or "")
-            assert p.is_hidden("#price-box")
-            assert p.locator("canvas").count() == 0
-            assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
-            p.wait_for_function("document.querySelectorAll('#scores tbody tr').length > 0")
-            assert console.unexpected() == []
-        finally:
-            p.close()
+    env = {"SENTINEL_DASHBOARD_CHARTS_JS": str(tmp_path / "none.js")}
+    with own_api_page(browser, stack, env, tmp_path / "api.log") as (p, console):
+        p.wait_for_selector("#live[data-state='live']")
+        assert "Charts are not installed" in (p.text_content("#charts-note") or "")
+        assert p.is_hidden("#price-box")
+        assert p.locator("canvas").count() == 0
+        assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
+        p.wait_for_function("document.querySelectorAll('#scores tbody tr').length > 0")
+        assert console.unexpected() == []

@@ -10,6 +10,12 @@ import pytest
 from api.errors import error_response
 from tests.api.conftest import TestClient
 
+
+def days(start: str, end: str, **more: str) -> dict[str, str]:
+    """Query parameters of a range from ``start``'s midnight (UTC) to ``end``'s."""
+    return {"start": f"{start}T00:00:00Z", "end": f"{end}T00:00:00Z", **more}
+
+
 BAD_GETS = [
     # (path, params, status, words the message must contain)
     ("/bars/AA$PL", {}, 422, "bad symbol 'AA$PL'"),
@@ -17,21 +23,16 @@ BAD_GETS = [
     ("/metrics/-AAPL", {}, 422, "bad symbol"),
     ("/bars/AAPL", {"start": "yesterday"}, 422, "query parameter 'start': bad time 'yesterday'"),
     ("/bars/AAPL", {"end": "2024-13-01T00:00:00Z"}, 422, "query parameter 'end': bad time"),
+    ("/bars/AAPL", days("2024-03-05", "2024-03-04"), 422, "is after end"),
     (
         "/bars/AAPL",
-        {"start": "2024-03-05T00:00:00Z", "end": "2024-03-04T00:00:00Z"},
-        422,
-        "is after end",
-    ),
-    (
-        "/bars/AAPL",
-        {"start": "2024-01-01T00:00:00Z", "end": "2024-03-04T00:00:00Z"},
+        days("2024-01-01", "2024-03-04"),
         422,
         "range of 63 days is too large for raw rows (at most 31 days); pass interval=",
     ),
     (
         "/bars/AAPL",
-        {"start": "2020-01-01T00:00:00Z", "end": "2024-03-04T00:00:00Z", "interval": "1h"},
+        days("2020-01-01", "2024-03-04", interval="1h"),
         422,
         "too large for re-bucketed rows",
     ),

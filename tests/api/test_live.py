@@ -17,13 +17,15 @@ import pytest
 
 from api.main import create_app
 from api.serve import serve_in_thread
-from tests.api.conftest import API_KEY, execute, query, settings
-from tests.integration.procs import running, start, stop, wait_until
-from timescale.embedded import free_port
+from tests.api.conftest import API_KEY, query, settings
+from tests.integration.live import feed_and_dataflow, live_setup
+from tests.integration.procs import start, stop, wait_until
+
+Events = list[tuple[float, dict[str, Any]]]
+"""Server-sent events as they arrive: (``time.monotonic()``, data)."""
 
 
-def collect_events(url: str, events: list[tuple[float, dict[str, Any]]],
-                   ready: threading.Event, done: threading.Event) -> None:  # fmt: skip
+def collect_events(url: str, events: Events, ready: threading.Event, done: threading.Event) -> None:
     """Read server-sent events into ``events`` (arrival time, data) until ``done``."""
     try:
         with httpx.stream("GET", url, timeout=httpx.Timeout(5.0, read=None)) as r:
@@ -42,26 +44,15 @@ def collect_events(url: str, events: list[tuple[float, dict[str, Any]]],
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_ticker_added_through_the_api_gets_bars(db: str, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        "DATABASE_URL": db,
-        "SENTINEL_FEED_URL": f"ws://127.0.0.1:{port}",
-        "SENTINEL_BAR": "1s",
-        "SENTINEL_LATE_ALLOWANCE_S": "0.5",
-        "SENTINEL_SYMBOLS": "AAPL",
-        "SENTINEL_HOME": str(tmp_path / "home"),  # the journal and the recovery state
-    }
-    execute(db, "INSERT INTO tickers (symbol) VALUES ('AAPL')")
+    live = live_setup(db, tmp_path / "home")
     feed_log, flow_log = tmp_path / "feed.log", tmp_path / "flow.log"
-    sim = start(["-m", "sentinel", "simulate", "--port", str(port), "--rate", "40"], env,
-                tmp_path / "sim.log")  # fmt: skip
+    sim = start(live.sim_args, live.env, tmp_path / "sim.log")
     app = create_app(settings(api_key=API_KEY), dsn=db)
-    events: list[tuple[float, dict[str, Any]]] = []
+    events: Events = []
     ready, done = threading.Event(), threading.Event()
     try:
         with (
-            running(["-m", "sentinel", "feed"], env, feed_log),
-            running(["-m", "sentinel", "dataflow"], env, flow_log),
+            feed_and_dataflow(live.env, feed_log, flow_log),
             serve_in_thread(app) as base,
             httpx.Client(base_url=base, timeout=10) as http,
         ):

@@ -32,8 +32,9 @@ def test_load_test_refuses_other_hosts_and_unbounded_runs(
 
 def test_load_test_is_bounded_by_count_and_reports_latencies(filled_db: str) -> None:
     with serve_in_thread(create_app(settings(), dsn=filled_db)) as base_url:
-        report = load_test(base_url, "/forecasts/AAPL", duration_s=10, concurrency=4,
-                           max_requests=120)  # fmt: skip
+        report = load_test(
+            base_url, "/forecasts/AAPL", duration_s=10, concurrency=4, max_requests=120
+        )
     assert report["requests"] == 120
     assert report["errors"] == 0, report["errors_by_kind"]
     assert report["duration_s"] < 10

@@ -111,25 +111,27 @@ def test_a_payload_too_big_for_cutting_strings_becomes_a_stub() -> None:
 TEXT = st.text(max_size=300) | st.builds(
     lambda n, c: c * n, st.integers(0, 20_000), st.characters()
 )
+KEYS = st.text(max_size=8)
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-    | TEXT,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
-                                                               max_size=5),
+    st.none() | st.booleans() | st.integers() | FINITE | TEXT,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(KEYS, inner, max_size=5),
     max_leaves=30,
-)  # fmt: skip
-ALERTS = st.lists(
-    st.fixed_dictionaries({"status": st.sampled_from(["firing", "resolved"])},
-                          optional={"labels": st.dictionaries(st.text(max_size=8), TEXT),
-                                    "annotations": st.dictionaries(st.text(max_size=8), TEXT),
-                                    "extra": JSON}),
-    max_size=8,
-)  # fmt: skip
+)
+ALERT = st.fixed_dictionaries(
+    {"status": st.sampled_from(["firing", "resolved"])},
+    optional={
+        "labels": st.dictionaries(KEYS, TEXT),
+        "annotations": st.dictionaries(KEYS, TEXT),
+        "extra": JSON,
+    },
+)
+ALERTS = st.lists(ALERT, max_size=8)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    envelope=st.dictionaries(st.text(max_size=8), JSON, max_size=6),
+    envelope=st.dictionaries(KEYS, JSON, max_size=6),
     alerts=ALERTS,
     max_alerts=st.integers(1, 10),
     max_bytes=st.integers(1024, 32 * KiB),

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, reject, settings
 
 from api.main import create_app
 from api.serve import serve_in_thread
-from tests.api.conftest import fixed_clock
+from tests.api.conftest import app_for
 from tests.api.conftest import settings as app_settings
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -45,7 +45,7 @@ schema.config.generation.update(
 
 @pytest.fixture(scope="module")
 def http(filled_db: str) -> Iterator[httpx.Client]:
-    app = create_app(app_settings(api_db_timeout_s=10), dsn=filled_db, clock=fixed_clock)
+    app = app_for(filled_db, api_db_timeout_s=10)
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=20) as client:
         yield client
 

@@ -13,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.main import create_app
 from api.serve import serve_in_thread
-from tests.api.conftest import execute, fixed_clock, query, settings
+from tests.api.conftest import app_for, execute, query
 
 BAR_INSERT = """INSERT INTO bars (time, symbol, open, high, low, close, volume, vwap, trades,
                                   bar_seconds)
@@ -24,8 +23,7 @@ BAR_INSERT = """INSERT INTO bars (time, symbol, open, high, low, close, volume, 
 
 @pytest.fixture
 def server(db: str) -> Iterator[str]:
-    app = create_app(settings(api_stream_keepalive_s=0.3), dsn=db, clock=fixed_clock)
-    with serve_in_thread(app) as base_url:
+    with serve_in_thread(app_for(db, api_stream_keepalive_s=0.3)) as base_url:
         deadline = time.monotonic() + 10
         while not httpx.get(f"{base_url}/health").json()["stream_listening"]:
             assert time.monotonic() < deadline, "the stream listener did not connect"

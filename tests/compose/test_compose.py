@@ -120,12 +120,12 @@ def test_dockerfile_is_glibc_python_312_non_root_with_the_sentinel_entrypoint() 
     assert stages[-1][0] in bases, "the image itself is a Python one"
     for base in bases:
         assert re.fullmatch(r"python:3\.12\.\d+-slim-bookworm", base), base
-    pyproject = (ROOT / "pyproject.toml").read_text()  # no tomllib on Python 3.10
+    pyproject = (ROOT / "pyproject.toml").read_text()
     assert re.search(r'^requires-python = ".*<3\.13"$', pyproject, flags=re.MULTILINE)
     assert re.search(r"^USER (?!root)\w+", DOCKERFILE, flags=re.MULTILINE)
     assert _dockerfile_entrypoint() == ["sentinel"]
     assert re.search(r'^sentinel = "sentinel\.cli:main"$', pyproject, flags=re.MULTILINE)
-    assert "pip install ." in DOCKERFILE
+    assert "pip install --no-deps ." in DOCKERFILE, "the project itself, its dependencies locked"
     copied = set(re.findall(r"^COPY (\w+) \./\1$", DOCKERFILE, flags=re.MULTILINE))
     (include,) = re.findall(r"^include = \[(.*)\]$", pyproject, flags=re.MULTILINE)
     packages = {p.strip(' "*') for p in include.split(",")}
@@ -137,8 +137,11 @@ def test_dockerignore_keeps_local_state_out() -> None:
     assert {".git", ".venv", ".sentinel", ".env", "tests", "node_modules"} <= ignored
     assert not {"package.json", "package-lock.json"} & ignored
     # Every path the Dockerfile copies from the context is in it.
-    patterns = {line for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line and not line.startswith("#")}  # fmt: skip
+    patterns = {
+        line
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     for args in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE, flags=re.MULTILINE):
         for source in args.split()[:-1]:
             assert source not in patterns, f"{source} is copied but ignored"
@@ -326,8 +329,10 @@ def test_env_example_lists_every_variable() -> None:
 def test_grafana_has_every_variable_its_provisioning_files_use() -> None:
     provisioning = ROOT / "grafana" / "provisioning"
     texts = [p.read_text() for p in (provisioning / "datasources").glob("*.yaml")]
-    texts += [(provisioning / "alerting" / f).read_text()
-              for f in ("contact-points.yaml", "policies.yaml")]  # fmt: skip
+    texts += [
+        (provisioning / "alerting" / f).read_text()
+        for f in ("contact-points.yaml", "policies.yaml")
+    ]
     used = {m.group(1) for t in texts for m in re.finditer(r"\$\{?(\w+)\}?", t)}
     assert used
     assert used <= set(SERVICES["grafana"]["environment"])
@@ -359,3 +364,24 @@ def test_the_feed_and_the_dataflow_share_the_journal_and_recovery_survives_the_c
     assert flow[str(recovery.parent)] == "recovery"
     assert settings.recovery, "recovery is on by default"
     assert SERVICES["dataflow"]["restart"] == SERVICES["feed"]["restart"] == "unless-stopped"
+
+
+def test_installs_come_from_the_locked_versions_checked_by_hash() -> None:
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    assert "--require-hashes -r requirements/app.lock" in DOCKERFILE
+    assert "--require-hashes -r requirements/dev.lock" in (ROOT / "Makefile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pin = re.compile(r"^([A-Za-z0-9_.-]+)==\S+(?: ;[^\\\n]*)? \\\n    --hash=sha256:", re.M)
+    for lock, deps in (
+        ("app.lock", project["dependencies"]),
+        ("dev.lock", project["dependencies"] + project["optional-dependencies"]["dev"]),
+    ):
+        text = (ROOT / "requirements" / lock).read_text()
+        pinned = {canonicalize_name(name) for name in pin.findall(text)}
+        wanted = {canonicalize_name(Requirement(d).name) for d in deps}
+        assert wanted <= pinned, f"{lock} is out of date (`make lock`): {wanted - pinned}"
+        entries = [line for line in text.splitlines() if line and line[0] not in " #"]
+        assert len(entries) == len(pin.findall(text)), "every pin carries its hashes"

@@ -20,6 +20,7 @@ import pytest
 
 from connectors.finnhub import SEQ_SHIFT, FinnhubSource
 from connectors.simulator_server import ServerThread
+from connectors.timescale.tickers import TickerFollower
 from dataflows.records import RawBatch
 from timescale.embedded import free_port
 
@@ -117,7 +118,9 @@ def test_follows_the_tickers_table(db: str, server: ServerThread, make_part: Mak
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("INSERT INTO tickers (symbol) VALUES ('AAPL')")
         source, part = make_part(
-            url=ws_url(server.port), symbols=["MSFT"], tickers_dsn=db, poll_interval_s=1.0
+            url=ws_url(server.port),
+            symbols=["MSFT"],
+            tickers=TickerFollower(db, poll_interval_s=1.0),
         )
         # The table, once read, replaces the initial symbols.
         pump(part, 5.0, until=lambda b: bool(b) and b[-1].subscribed == ("AAPL",))
@@ -145,10 +148,12 @@ def test_follows_the_tickers_table(db: str, server: ServerThread, make_part: Mak
 def test_keeps_its_subscriptions_while_the_database_is_unreachable(
     server: ServerThread, make_part: MakePart, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="connectors.finnhub")
+    caplog.set_level(logging.INFO, logger="connectors")
     unreachable = f"host=127.0.0.1 port={free_port()} dbname=x user=x connect_timeout=1"
     _, part = make_part(
-        url=ws_url(server.port), symbols=["AAPL"], tickers_dsn=unreachable, poll_interval_s=0.3
+        url=ws_url(server.port),
+        symbols=["AAPL"],
+        tickers=TickerFollower(unreachable, poll_interval_s=0.3),
     )
     batches = pump(part, 5.0, until=trades_of("AAPL"))
     batches += pump(part, 0.5)
@@ -160,7 +165,7 @@ def test_keeps_its_subscriptions_while_the_database_is_unreachable(
 def test_reconnects_and_resubscribes_after_a_server_restart(
     make_part: MakePart, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="connectors.finnhub")
+    caplog.set_level(logging.INFO, logger="connectors")
     first = ServerThread(rate=30.0, seed=3)
     port = first.start()
     source, part = make_part(

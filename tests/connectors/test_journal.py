@@ -60,10 +60,15 @@ def test_entries_come_back_byte_for_byte_in_order(tmp_path: Path) -> None:
 def test_a_subscription_change_splits_the_batch(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     with Journal(path) as j:
-        j.append([
-            (None, SUBSCRIBED, '["AAPL"]'), (10, MESSAGE, "a"),
-            (None, SUBSCRIBED, '["AAPL", "MSFT"]'), (20, MESSAGE, "b"), (30, HEARTBEAT, None),
-        ])  # fmt: skip
+        j.append(
+            [
+                (None, SUBSCRIBED, '["AAPL"]'),
+                (10, MESSAGE, "a"),
+                (None, SUBSCRIBED, '["AAPL", "MSFT"]'),
+                (20, MESSAGE, "b"),
+                (30, HEARTBEAT, None),
+            ]
+        )
     batches = drain(source_part(path))
     assert [(b.subscribed, [m for _, m in b.messages], b.clock_us) for b in batches] == [
         (("AAPL",), ["a"], 10),
@@ -152,9 +157,16 @@ def test_the_feed_process_journals_the_simulator_and_the_dataflow_parses_it(
         journal.lock_for_writing()
         started_us = wall_clock_us()
         feed = FinnhubFeed(
-            f"ws://127.0.0.1:{server.port}", None, ["AAPL", "MSFT"], None, 2.0, 0.1, 1.0,
-            None, wall_clock_us, last_seq=journal.last_stamp_us(),
-        )  # fmt: skip
+            f"ws://127.0.0.1:{server.port}",
+            None,
+            ["AAPL", "MSFT"],
+            None,
+            0.1,
+            1.0,
+            None,
+            wall_clock_us,
+            last_seq=journal.last_stamp_us(),
+        )
         recorder = FeedRecorder(journal, feed, heartbeat_s=0.1)
         thread = threading.Thread(target=recorder.run, args=(stop,))
         thread.start()

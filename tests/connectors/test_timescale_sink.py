@@ -19,7 +19,8 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from connectors.timescale import (
+from connectors.timescale import SinkStats, TimescaleSink, TimescaleSinkError, write_rows
+from connectors.timescale.specs import (
     ALERTS,
     BAR_METRICS,
     BARS,
@@ -29,11 +30,7 @@ from connectors.timescale import (
     SPECS,
     TICKS,
     TICKS_REJECTED,
-    SinkStats,
     TableSpec,
-    TimescaleSink,
-    TimescaleSinkError,
-    write_rows,
 )
 from dataflows.records import Alert, Bar, Metrics, Reject, Tick
 from tests.conftest import ROOT
@@ -152,9 +149,14 @@ def test_record_fields_map_to_columns_explicitly() -> None:
     assert ALERTS.fields == Alert._fields
     assert dict(zip(BARS.columns, BARS.fields, strict=True))["time"] == "start_us"
     assert dict(zip(TICKS_REJECTED.columns, TICKS_REJECTED.fields, strict=True)) == {
-        "received_at": "received_us", "source": "source", "seq": "seq", "symbol": "symbol",
-        "reason": "reason", "detail": "detail", "payload": "payload",
-    }  # fmt: skip
+        "received_at": "received_us",
+        "source": "source",
+        "seq": "seq",
+        "symbol": "symbol",
+        "reason": "reason",
+        "detail": "detail",
+        "payload": "payload",
+    }
     assert FORECASTS.time_columns == ("time", "made_at")
     assert MODEL_SCORES.time_columns == MODEL_CHECKPOINTS.time_columns == ("time",)
     with pytest.raises(ValueError, match="key"):
@@ -286,9 +288,14 @@ def test_retries_back_off_with_jitter_and_give_up_after_max_attempts() -> None:
     seen: list[SinkStats] = []
     nobody_listens = f"postgresql://sentinel@127.0.0.1:{free_port()}/sentinel"
     sink = TimescaleSink(
-        nobody_listens, TICKS, backoff_initial_s=0.5, backoff_max_s=1.5, max_attempts=5,
-        on_write=seen.append, sleep=delays.append,
-    )  # fmt: skip
+        nobody_listens,
+        TICKS,
+        backoff_initial_s=0.5,
+        backoff_max_s=1.5,
+        max_attempts=5,
+        on_write=seen.append,
+        sleep=delays.append,
+    )
     with pytest.raises(TimescaleSinkError, match="gave up writing 3 rows to table 'ticks' after 5"):
         sink.build("ticks_out", 0, 1).write_batch([make_ticks(3)])
     assert len(delays) == 4
@@ -351,8 +358,9 @@ def test_an_outage_blocks_the_write_until_the_server_is_back(
         assert (part.stats.rows_written, part.stats.rows_skipped) == (2_000, 500)
         assert part.stats.retries >= 3
         assert part.stats.last_error is not None
-        assert any("'ticks'" in r.getMessage() and "attempt" in r.getMessage()
-                   for r in caplog.records)  # fmt: skip
+        assert any(
+            "'ticks'" in r.getMessage() and "attempt" in r.getMessage() for r in caplog.records
+        )
         part.close()
     finally:
         server.stop()

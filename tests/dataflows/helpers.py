@@ -38,8 +38,13 @@ def pandas_bars(ticks: list[Tick], bar_seconds: int) -> pd.DataFrame:
     df["pv"] = df.price * df["size"]
     g = df.groupby(["symbol", "start_us"], sort=True)
     out = g.agg(
-        open=("price", "first"), high=("price", "max"), low=("price", "min"),
-        close=("price", "last"), volume=("size", "sum"), pv=("pv", "sum"), trades=("price", "size"),
-    )  # fmt: skip
+        open=("price", "first"),
+        high=("price", "max"),
+        low=("price", "min"),
+        close=("price", "last"),
+        volume=("size", "sum"),
+        pv=("pv", "sum"),
+        trades=("price", "size"),
+    )
     out["vwap"] = out.pv / out.volume
     return out.drop(columns="pv").reset_index()

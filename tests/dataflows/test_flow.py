@@ -25,8 +25,10 @@ def as_batches(ticks: list[Tick], per_batch: int = 250) -> list[RawBatch]:
         chunk = ticks[b : b + per_batch]
         messages: list[tuple[int, str | Any]] = []
         for m in range(0, len(chunk), 5):
-            data = [{"s": t.symbol, "p": t.price, "t": t.time_us // 1000, "v": t.size}
-                    for t in chunk[m : m + 5]]  # fmt: skip
+            data = [
+                {"s": t.symbol, "p": t.price, "t": t.time_us // 1000, "v": t.size}
+                for t in chunk[m : m + 5]
+            ]
             messages.append((b + m, json.dumps({"type": "trade", "data": data})))
         messages.append((b + len(chunk) + 1, "not json"))
         clock = chunk[-1].time_us

@@ -34,8 +34,13 @@ def reference(closes: np.ndarray, cfg: MetricsConfig, bar_seconds: int) -> dict[
             if i == 0
             else cfg.ewma_lambda * ewma[i - 1] + (1 - cfg.ewma_lambda) * r[i] ** 2
         )
-    return {"r": r, "realized": realized, "ewma": np.sqrt(ewma), "sharpe": sharpe,
-            "ann": np.full(n, np.sqrt(per_year))}  # fmt: skip
+    return {
+        "r": r,
+        "realized": realized,
+        "ewma": np.sqrt(ewma),
+        "sharpe": sharpe,
+        "ann": np.full(n, np.sqrt(per_year)),
+    }
 
 
 @pytest.mark.parametrize(("bar_seconds", "rf"), [(60, 0.0), (1, 0.03), (86_400, 0.05)])
@@ -57,8 +62,9 @@ def test_metrics_match_numpy(bar_seconds: int, rf: float) -> None:
         "sharpe": np.array([m.sharpe for m in rows[1:]], dtype=float),
     }
     for key in got:
-        np.testing.assert_allclose(got[key], ref[key], rtol=1e-9, atol=0, equal_nan=True,
-                                   err_msg=key)  # fmt: skip
+        np.testing.assert_allclose(
+            got[key], ref[key], rtol=1e-9, atol=0, equal_nan=True, err_msg=key
+        )
     realized_ann = np.array([m.realized_vol_ann for m in rows[1:]], dtype=float)
     np.testing.assert_allclose(realized_ann, ref["realized"] * ref["ann"], rtol=1e-9)
     ewma_ann = np.array([m.ewma_vol_ann for m in rows[1:]], dtype=float)

@@ -161,9 +161,10 @@ def test_a_hostile_message_is_refused_and_the_good_trades_around_it_pass(name: s
 @pytest.mark.parametrize("name", HOSTILE_TRADES)
 def test_a_hostile_trade_is_refused_and_the_good_trades_around_it_pass(name: str) -> None:
     bad, reason = HOSTILE_TRADES[name]
-    for text in (message(trade(), bad, trade()), json.dumps(
-        {"type": "trade", "data": [trade(), bad, trade()]}, ensure_ascii=False
-    )):  # fmt: skip
+    for text in (
+        message(trade(), bad, trade()),
+        json.dumps({"type": "trade", "data": [trade(), bad, trade()]}, ensure_ascii=False),
+    ):
         # ensure_ascii=False writes NUL as \u0000 still, but a lone surrogate raw.
         batch, good = between_good_trades([(7, text)])
 

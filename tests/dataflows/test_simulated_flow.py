@@ -40,8 +40,10 @@ def test_simulated_bars_equal_pandas_over_the_generators_own_trades() -> None:
 
     # The reference: the same generator, advanced in one go, bars by pandas.
     trades = TickGenerator(SYMBOLS, 7, START_US).advance(START_US + seconds * US)
-    ticks = [Tick(t.time_ms * 1000, t.symbol, t.price, float(t.volume), i, None)
-             for i, t in enumerate(trades)]  # fmt: skip
+    ticks = [
+        Tick(t.time_ms * 1000, t.symbol, t.price, float(t.volume), i, None)
+        for i, t in enumerate(trades)
+    ]
     want = pandas_bars(ticks, bar)[COLUMNS]
     got = pd.DataFrame(out["bars"])[COLUMNS].sort_values(["symbol", "start_us"])
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, rtol=1e-12, check_dtype=False)
@@ -53,8 +55,9 @@ def test_simulated_bars_equal_pandas_over_the_generators_own_trades() -> None:
 def test_an_injected_spike_alerts_once_and_calm_symbols_never() -> None:
     calm = SimParams(calm_mean_s=math.inf, jumps_per_hour=0.0, rate=8.0)
     spike = Spike("AAPL", START_US + 2400 * US, 600 * US, 5.0)
-    source = SimulatorSource(["AAPL", "MSFT"], seed=11, start_us=START_US, duration_s=3600,
-                             params=calm, spikes=[spike])  # fmt: skip
+    source = SimulatorSource(
+        ["AAPL", "MSFT"], seed=11, start_us=START_US, duration_s=3600, params=calm, spikes=[spike]
+    )
     config = FlowConfig(parse=PARSE, bars=BarConfig(10, 0), alerts=AlertConfig(), live=False)
     out = flow_of(source, config)
     spikes = [a for a in out["alerts"] if a.kind == "volatility_spike"]

@@ -3,18 +3,18 @@
 Twenty minutes of simulated trades for three tickers (with a volatility spike injected
 into AAPL) go through the production dataflow into a fresh migrated database, ending
 about now, so that ranges like "last hour" hold them. A second, tiny run feeds malformed
-messages and late trades through the same flow, for the dead-letter panels. The status
-tables the live feed and the API fill (feed_status, alert_notifications) get one row
-each, written the way their owners write them.
+messages and late trades through the same flow, for the dead-letter panels. A third run
+is a live feed that sends no trades for some tickers, so the dataflow itself raises
+their stale_feed alerts. The status tables the live feed and the API fill (feed_status,
+alert_notifications) get one row each, written the way their owners write them.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -24,18 +24,27 @@ from psycopg import sql
 
 from connectors.simulator import SimulatorSource, Spike
 from connectors.timescale import SPECS
+from dataflows.alerts import AlertConfig
 from dataflows.analysis import CheckpointConfig
 from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US, RawBatch
 from dataflows.ticks import FlowConfig, build_flow
-from sentinel.pipeline import timescale_sinks
-from tests.conftest import with_dbname
+from sentinel.flows import timescale_sinks
+from tests.conftest import scratch_db
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA")
 INACTIVE = "INTC"
 BAR_S = 5
 RUN_S = 20 * 60
+# The stale-feed run's live feed, subscribed to tickers it never sends a trade for: MSFT
+# (which trades all along in the simulated run) and the inactive INTC from STALE_LEAD_S
+# before the end, NVDA from the end (after its last simulated trade) until STALE_TAIL_S
+# past it. The dataflow alerts each stale_after_s after it first saw it subscribed.
+STALE_LEAD_S = 10 * 60
+STALE_TAIL_S = 3 * 60
+STALE_EARLY = ("MSFT", INACTIVE)
+STALE_LATE = "NVDA"
 
 
 @dataclass(frozen=True)
@@ -58,9 +67,14 @@ def _flow_config() -> FlowConfig:
 def _simulate(dsn: str, start_us: int) -> None:
     spike = Spike("AAPL", start_us + 12 * 60 * US, 4 * 60 * US, 5.0)
     source = SimulatorSource(
-        list(SYMBOLS), seed=11, start_us=start_us, duration_s=RUN_S, paced=False,
-        rates=dict.fromkeys(SYMBOLS, 8.0), spikes=[spike],
-    )  # fmt: skip
+        list(SYMBOLS),
+        seed=11,
+        start_us=start_us,
+        duration_s=RUN_S,
+        paced=False,
+        rates=dict.fromkeys(SYMBOLS, 8.0),
+        spikes=[spike],
+    )
     run_main(build_flow(source, timescale_sinks(dsn), _flow_config()))
 
 
@@ -68,8 +82,8 @@ def _dead_letters(dsn: str, end_us: int) -> None:
     """Malformed messages spread over the hour, and late trades, through the real flow."""
 
     def trade(t_us: int, price: float) -> str:
-        return json.dumps({"type": "trade", "data": [{"s": "AMZN", "p": price, "t": t_us // 1000,
-                                                      "v": 10}]})  # fmt: skip
+        data = {"s": "AMZN", "p": price, "t": t_us // 1000, "v": 10}
+        return json.dumps({"type": "trade", "data": [data]})
 
     batches = []
     for minutes_ago in (50, 40, 30, 4, 3, 2, 1):
@@ -84,8 +98,24 @@ def _dead_letters(dsn: str, end_us: int) -> None:
         (102, trade(t0 + 2 * US, 179.0)),
     ]
     batches.append(RawBatch("finnhub", t0 + 10 * US, late))
-    run_main(build_flow(TestingSource(batches), timescale_sinks(dsn, report_status=False),
-                        _flow_config()))  # fmt: skip
+    _run_batches(dsn, batches, _flow_config())
+
+
+def _stale_feeds(dsn: str, end_us: int) -> None:
+    """A live feed's heartbeats (a batch every 5 s, no trades) through the real flow: the
+    dataflow's stale check raises the stale_feed alerts. Its calendar is "always", so the
+    alerts do not depend on when the tests run."""
+    batches = []
+    for clock in range(end_us - STALE_LEAD_S * US, end_us + STALE_TAIL_S * US + 1, 5 * US):
+        subscribed = STALE_EARLY if clock < end_us else (*STALE_EARLY, STALE_LATE)
+        batches.append(RawBatch("finnhub", clock, [], subscribed))
+    config = replace(_flow_config(), alerts=AlertConfig(stale_calendar="always"))
+    _run_batches(dsn, batches, config)
+
+
+def _run_batches(dsn: str, batches: list[RawBatch], config: FlowConfig) -> None:
+    sinks = timescale_sinks(dsn, report_status=False)
+    run_main(build_flow(TestingSource(batches), sinks, config))
 
 
 def _status_rows(dsn: str, end: datetime) -> None:
@@ -136,26 +166,20 @@ def _wait_for_sink_status(dsn: str, timeout_s: float = 30.0) -> None:
 
 @pytest.fixture(scope="session")
 def filled_db(server_dsn: str, template_db: str) -> Iterator[FilledDb]:
-    name = f"t_grafana_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
+    # One migrated database for the session, filled once and dropped at its end.
+    with scratch_db(server_dsn, template_db) as dsn:
+        end_us = (time.time_ns() // 1000) // (BAR_S * US) * (BAR_S * US)
+        start_us = end_us - RUN_S * US
+        with psycopg.connect(dsn) as conn:
+            conn.execute(
+                "INSERT INTO tickers (symbol, active) SELECT unnest(%s::text[]), true",
+                [list(SYMBOLS)],
             )
-        )
-    dsn = with_dbname(server_dsn, name)
-    end_us = (time.time_ns() // 1000) // (BAR_S * US) * (BAR_S * US)
-    start_us = end_us - RUN_S * US
-    with psycopg.connect(dsn) as conn:
-        conn.execute(
-            "INSERT INTO tickers (symbol, active) SELECT unnest(%s::text[]), true",
-            [list(SYMBOLS)],
-        )
-        conn.execute("INSERT INTO tickers (symbol, active) VALUES (%s, false)", [INACTIVE])
-    try:
+            conn.execute("INSERT INTO tickers (symbol, active) VALUES (%s, false)", [INACTIVE])
         _simulate(dsn, start_us)
         _wait_for_sink_status(dsn)  # before _dead_letters adds rows it does not report
         _dead_letters(dsn, end_us)
+        _stale_feeds(dsn, end_us)
         end = datetime.fromtimestamp(end_us / US, tz=timezone.utc)
         _status_rows(dsn, end)
         # However long the run took on a loaded machine, the dashboard looks at it 5 s
@@ -163,8 +187,3 @@ def filled_db(server_dsn: str, template_db: str) -> Iterator[FilledDb]:
         with psycopg.connect(dsn) as conn:
             conn.execute("UPDATE sink_status SET updated_at = %s", [end])
         yield FilledDb(dsn, end, end + timedelta(seconds=5), SYMBOLS)
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )

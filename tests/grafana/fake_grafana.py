@@ -36,6 +36,11 @@ class Request:
     headers: dict[str, str]
 
 
+def _default_policy() -> dict[str, Any]:
+    """A fresh Grafana's notification policy."""
+    return {"receiver": DEFAULT_RECEIVER, "group_by": ["grafana_folder", "alertname"]}
+
+
 @dataclass
 class State:
     folders: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -43,10 +48,7 @@ class State:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[tuple[str, str], int] = field(default_factory=dict)
     contact_points: dict[str, dict[str, Any]] = field(default_factory=dict)
-    policy: dict[str, Any] = field(
-        default_factory=lambda: {"receiver": DEFAULT_RECEIVER,
-                                 "group_by": ["grafana_folder", "alertname"]}
-    )  # fmt: skip
+    policy: dict[str, Any] = field(default_factory=_default_policy)
 
 
 class ApiError(Exception):
@@ -54,6 +56,14 @@ class ApiError(Exception):
         super().__init__(status)
         self.status = status
         self.body = body
+
+
+def _found(items: dict[str, dict[str, Any]], key: str, not_found: Any) -> dict[str, Any]:
+    """``items[key]``, or a 404 answering ``not_found`` when there is no such item."""
+    item = items.get(key)
+    if item is None:
+        raise ApiError(404, not_found)
+    return item
 
 
 Handler = Callable[["FakeGrafana", dict[str, str], Any, dict[str, list[str]]], tuple[int, Any]]
@@ -106,10 +116,10 @@ class FakeGrafana:
         for verb, pattern, handler in ROUTES:
             match = pattern.match(path)
             if verb == method and match:
+                params = {k: unquote(v) for k, v in match.groupdict().items()}
                 try:
                     with self.lock:
-                        return handler(self, {k: unquote(v) for k, v in match.groupdict().items()},
-                                       body, query)  # fmt: skip
+                        return handler(self, params, body, query)
                 except ApiError as exc:
                     return exc.status, exc.body
         return 404, {"message": "Not found"}
@@ -127,10 +137,9 @@ def list_folders(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[
 
 @route("GET", "/api/folders/(?P<uid>[^/]+)")
 def get_folder(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[int, Any]:
-    folder = g.state.folders.get(p["uid"])
-    if folder is None:
-        raise ApiError(404, {"message": "folder not found", "status": "not-found"})
-    return 200, folder
+    return 200, _found(
+        g.state.folders, p["uid"], {"message": "folder not found", "status": "not-found"}
+    )
 
 
 @route("POST", "/api/folders")
@@ -140,17 +149,21 @@ def create_folder(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple
         raise ApiError(409, {"message": "a folder with the same uid already exists"})
     if any(f["title"] == body["title"] for f in g.state.folders.values()):
         raise ApiError(409, {"message": "a folder with the same name already exists"})
-    folder = {"id": g.next_id(), "uid": uid, "title": body["title"], "url": f"/dashboards/f/{uid}/",
-              "version": 1, "parentUid": body.get("parentUid")}  # fmt: skip
+    folder = {
+        "id": g.next_id(),
+        "uid": uid,
+        "title": body["title"],
+        "url": f"/dashboards/f/{uid}/",
+        "version": 1,
+        "parentUid": body.get("parentUid"),
+    }
     g.state.folders[uid] = folder
     return 200, folder
 
 
 @route("PUT", "/api/folders/(?P<uid>[^/]+)")
 def update_folder(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[int, Any]:
-    folder = g.state.folders.get(p["uid"])
-    if folder is None:
-        raise ApiError(404, {"message": "folder not found"})
+    folder = _found(g.state.folders, p["uid"], {"message": "folder not found"})
     folder.update(title=body.get("title", folder["title"]), version=folder["version"] + 1)
     return 200, folder
 
@@ -160,10 +173,7 @@ def update_folder(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple
 
 @route("GET", "/api/dashboards/uid/(?P<uid>[^/]+)")
 def get_dashboard(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[int, Any]:
-    stored = g.state.dashboards.get(p["uid"])
-    if stored is None:
-        raise ApiError(404, {"message": "Dashboard not found"})
-    return 200, stored
+    return 200, _found(g.state.dashboards, p["uid"], {"message": "Dashboard not found"})
 
 
 @route("POST", "/api/dashboards/db")
@@ -175,17 +185,16 @@ def save_dashboard(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tupl
     uid = board.get("uid") or f"d{g.next_id()}"
     existing = g.state.dashboards.get(uid)
     if existing is not None and not body.get("overwrite"):
-        raise ApiError(412, {"message": "The dashboard has been changed by someone else",
-                             "status": "version-mismatch"})  # fmt: skip
+        changed = "The dashboard has been changed by someone else"
+        raise ApiError(412, {"message": changed, "status": "version-mismatch"})
     version = existing["dashboard"]["version"] + 1 if existing else 1
-    board.update(uid=uid, id=existing["dashboard"]["id"] if existing else g.next_id(),
-                 version=version)  # fmt: skip
+    board_id = existing["dashboard"]["id"] if existing else g.next_id()
+    board.update(uid=uid, id=board_id, version=version)
     slug = re.sub(r"[^a-z0-9]+", "-", board["title"].lower()).strip("-")
-    meta = {"folderUid": folder_uid, "version": version, "slug": slug,
-            "url": f"/d/{uid}/{slug}", "provisioned": False}  # fmt: skip
-    g.state.dashboards[uid] = {"dashboard": board, "meta": meta}
-    return 200, {"id": board["id"], "uid": uid, "url": meta["url"], "status": "success",
-                 "version": version, "slug": slug, "folderUid": folder_uid}  # fmt: skip
+    url = f"/d/{uid}/{slug}"
+    meta = {"folderUid": folder_uid, "version": version, "slug": slug, "url": url}
+    g.state.dashboards[uid] = {"dashboard": board, "meta": {**meta, "provisioned": False}}
+    return 200, {**meta, "id": board_id, "uid": uid, "status": "success"}
 
 
 # -- alert rules -----------------------------------------------------------------------------
@@ -213,10 +222,7 @@ def _stored_rule(g: FakeGrafana, rule: dict[str, Any], rule_id: int) -> dict[str
 
 @route("GET", "/api/v1/provisioning/alert-rules/(?P<uid>[^/]+)")
 def get_rule(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[int, Any]:
-    rule = g.state.rules.get(p["uid"])
-    if rule is None:
-        raise ApiError(404)  # Grafana answers an empty 404 here
-    return 200, rule
+    return 200, _found(g.state.rules, p["uid"], None)  # Grafana answers an empty 404 here
 
 
 @route("POST", "/api/v1/provisioning/alert-rules")
@@ -230,9 +236,7 @@ def create_rule(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[i
 
 @route("PUT", "/api/v1/provisioning/alert-rules/(?P<uid>[^/]+)")
 def update_rule(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[int, Any]:
-    existing = g.state.rules.get(p["uid"])
-    if existing is None:
-        raise ApiError(404, {"message": "rule not found"})
+    existing = _found(g.state.rules, p["uid"], {"message": "rule not found"})
     stored = _stored_rule(g, {**body, "uid": p["uid"]}, existing["id"])
     g.state.rules[p["uid"]] = stored
     return 200, stored
@@ -244,8 +248,8 @@ def get_group(g: FakeGrafana, p: dict[str, str], body: Any, q: Any) -> tuple[int
     if key not in g.state.groups:
         raise ApiError(404, {"message": "rule group does not exist"})
     rules = [r for r in g.state.rules.values() if (r["folderUID"], r["ruleGroup"]) == key]
-    return 200, {"title": p["group"], "folderUid": p["folder"], "interval": g.state.groups[key],
-                 "rules": rules}  # fmt: skip
+    group = {"title": p["group"], "folderUid": p["folder"], "interval": g.state.groups[key]}
+    return 200, {**group, "rules": rules}
 
 
 @route("PUT", "/api/v1/provisioning/folder/(?P<folder>[^/]+)/rule-groups/(?P<group>[^/]+)")

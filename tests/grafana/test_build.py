@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from grafana import alerts, build, market, models, pipeline, symbol
+from grafana import alerts, build, market, models, pipeline_health, symbol
 from grafana.common import (
     DATASOURCE_TYPE,
     DATASOURCE_UID,
@@ -71,7 +72,7 @@ def test_dashboard_json_is_sorted_and_indented() -> None:
 def test_dashboards_have_fixed_unique_uids_and_the_generated_tag() -> None:
     boards = _dashboards()
     uids = [b["uid"] for b in boards.values()]
-    assert sorted(uids) == sorted([market.UID, symbol.UID, models.UID, pipeline.UID])
+    assert sorted(uids) == sorted([market.UID, symbol.UID, models.UID, pipeline_health.UID])
     for board in boards.values():
         assert "generated" in board["tags"]
         ids = [p["id"] for p in board["panels"]]
@@ -86,10 +87,16 @@ def test_panels_fit_the_grid_without_overlapping() -> None:
             pos = panel["gridPos"]
             assert pos["x"] >= 0, panel["title"]
             assert pos["x"] + pos["w"] <= 24, panel["title"]
-            mine = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
-                    for y in range(pos["y"], pos["y"] + pos["h"])}  # fmt: skip
+            mine = _cells(pos)
             assert not cells & mine, f"{panel['title']} overlaps another panel"
             cells |= mine
+
+
+def _cells(pos: dict[str, int]) -> set[tuple[int, int]]:
+    """The grid cells a panel covers."""
+    columns = range(pos["x"], pos["x"] + pos["w"])
+    rows = range(pos["y"], pos["y"] + pos["h"])
+    return set(itertools.product(columns, rows))
 
 
 def _datasource_refs(node: Any) -> Iterator[dict[str, Any]]:
@@ -223,8 +230,8 @@ def test_policy_routes_only_to_provisioned_contact_points() -> None:
 
     assert set(receivers(policy)) <= names
     assert policy["receiver"] == alerts.WEBHOOK
-    critical = [r for r in policy["routes"] if ["severity", "=", "critical"] in
-                r.get("object_matchers", [])]  # fmt: skip
+    is_critical = ["severity", "=", "critical"]
+    critical = [r for r in policy["routes"] if is_critical in r.get("object_matchers", [])]
     assert {r["receiver"] for r in critical} == {alerts.EMAIL, alerts.SLACK}
     assert all(r["continue"] for r in policy["routes"])
 

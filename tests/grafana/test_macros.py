@@ -15,8 +15,10 @@ T1 = datetime(2024, 3, 1, 15, 30, 0, 250_000, tzinfo=timezone.utc)
 
 
 def x(sql: str, interval_s: float = 60, tsdb: bool = True, **variables: str | list[str]) -> str:
-    return expand(sql, time_from=T0, time_to=T1, interval_s=interval_s,
-                  variables=variables or None, timescaledb=tsdb)  # fmt: skip
+    given = variables or None
+    return expand(
+        sql, time_from=T0, time_to=T1, interval_s=interval_s, variables=given, timescaledb=tsdb
+    )
 
 
 def test_time_filter_from_and_to_are_rfc3339_utc() -> None:
@@ -59,9 +61,16 @@ def test_interval_macros() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.001, "1ms"), (1, "1s"), (59, "59s"), (60, "1m"), (3599, "59m"), (86_400, "1d"),
-     (31_536_000, "1y")],
-)  # fmt: skip
+    [
+        (0.001, "1ms"),
+        (1, "1s"),
+        (59, "59s"),
+        (60, "1m"),
+        (3599, "59m"),
+        (86_400, "1d"),
+        (31_536_000, "1y"),
+    ],
+)
 def test_format_interval(seconds: float, text: str) -> None:
     assert format_interval(seconds) == text
 
@@ -106,8 +115,15 @@ def test_alert_queries_expand_without_variables() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(60.0, "60"), (0.5, "0.5"), (86400.0, "86400"), (1e6, "1e+06"), (2_592_000.0, "2.592e+06"),
-     (0.0001, "0.0001"), (0.00001, "1e-05")],
-)  # fmt: skip
+    [
+        (60.0, "60"),
+        (0.5, "0.5"),
+        (86400.0, "86400"),
+        (1e6, "1e+06"),
+        (2_592_000.0, "2.592e+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+    ],
+)
 def test_go_float_formats_like_go(value: float, text: str) -> None:
     assert go_float(value) == text

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import pytest
@@ -18,14 +18,15 @@ import yaml
 
 from grafana import build
 from grafana.alerts import RULES, RuleSpec
-from grafana.macros import expand
-from tests.grafana.conftest import FilledDb
+from grafana.macros import VariableValue, expand
+from tests.grafana.conftest import INACTIVE, STALE_LATE, FilledDb
 
 NUMERIC = {"int2", "int4", "int8", "float4", "float8", "numeric"}
 TEXT = {"text", "varchar", "name", "bpchar"}
 DASHBOARD_RANGE = timedelta(hours=1)
 INTERVAL_S = 5.0  # what Grafana picks for an hour on a wide panel, given timeInterval 5s
 SYMBOL_INTERVAL = "1m"
+ANNOTATION_COLUMNS = frozenset({"time", "text", "tags"})  # what Grafana reads of each row
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,9 @@ def _panels() -> Iterator[Panel]:
             yield Panel(f"{path} / {panel['title']}", targets, multi, frozenset(needs))
         for annotation in board["annotations"].get("list", []):
             target = annotation["target"]
-            yield Panel(f"{path} / annotation {annotation['name']}",
-                        (Target(target["refId"], target["rawSql"], "table"),), multi,
-                        frozenset({"time", "text", "tags"}))  # fmt: skip
+            where = f"{path} / annotation {annotation['name']}"
+            targets = (Target(target["refId"], target["rawSql"], "table"),)
+            yield Panel(where, targets, multi, ANNOTATION_COLUMNS)
 
 
 PANELS = list(_panels())
@@ -177,25 +178,38 @@ def _rules_file() -> dict[str, Any]:
     return doc
 
 
-def _rule_queries() -> list[tuple[str, str, int, float]]:
+class RuleQuery(NamedTuple):
+    """An alert rule as its provisioning file has it: query A, its window, C's threshold."""
+
+    uid: str
+    sql: str
+    window_s: int
+    threshold: float
+
+
+def _rule_queries() -> list[RuleQuery]:
     out = []
     for group in _rules_file()["groups"]:
         for rule in group["rules"]:
             (a,) = [q for q in rule["data"] if q["refId"] == "A"]
             (c,) = [q for q in rule["data"] if q["refId"] == "C"]
             threshold = c["model"]["conditions"][0]["evaluator"]["params"][0]
-            out.append((rule["uid"], a["model"]["rawSql"], a["relativeTimeRange"]["from"],
-                        threshold))  # fmt: skip
+            window_s = a["relativeTimeRange"]["from"]
+            out.append(RuleQuery(rule["uid"], a["model"]["rawSql"], window_s, threshold))
     return out
 
 
 RULE_QUERIES = _rule_queries()
 
 
+def _expand_rule(sql: str, window_s: int, now: datetime) -> str:
+    """As Grafana sends a rule's query A when it evaluates the rule at ``now``."""
+    return expand(sql, time_from=now - timedelta(seconds=window_s), time_to=now, interval_s=1.0)
+
+
 def _evaluate(dsn: str, sql: str, window_s: int, now: datetime) -> dict[tuple[str, ...], float]:
     """Run a rule's query A; its instances (label values) and their values."""
-    expanded = expand(sql, time_from=now - timedelta(seconds=window_s), time_to=now,
-                      interval_s=1.0)  # fmt: skip
+    expanded = _expand_rule(sql, window_s, now)
     assert "$" not in expanded
     _, types, rows = _run(dsn, expanded)
     numeric = [i for i, t in enumerate(types) if t in NUMERIC]
@@ -210,13 +224,10 @@ def _evaluate(dsn: str, sql: str, window_s: int, now: datetime) -> dict[tuple[st
     return instances
 
 
-@pytest.mark.parametrize(("uid", "sql", "window_s", "threshold"), RULE_QUERIES,
-                         ids=[r[0] for r in RULE_QUERIES])  # fmt: skip
-def test_alert_query_returns_one_value_per_instance(
-    uid: str, sql: str, window_s: int, threshold: float, filled_db: FilledDb
-) -> None:
-    instances = _evaluate(filled_db.dsn, sql, window_s, filled_db.now)
-    assert instances, f"{uid}: no rows"
+@pytest.mark.parametrize("rule", RULE_QUERIES, ids=lambda r: r.uid)
+def test_alert_query_returns_one_value_per_instance(rule: RuleQuery, filled_db: FilledDb) -> None:
+    instances = _evaluate(filled_db.dsn, rule.sql, rule.window_s, filled_db.now)
+    assert instances, f"{rule.uid}: no rows"
 
 
 def test_volatility_spike_rule_fires_for_symbols_with_a_recent_spike(filled_db: FilledDb) -> None:
@@ -240,35 +251,39 @@ def test_realized_over_forecast_is_a_ratio_per_active_symbol(filled_db: FilledDb
 
 def test_stale_feed_rule_sees_a_silent_ticker(filled_db: FilledDb) -> None:
     spec = _spec("sentinel-stale-feed")
-    # Five minutes after the run, every ticker has been silent for the whole window: the
-    # value is the window (during market hours) or 0 (closed), never below the threshold
-    # while open.
-    later = filled_db.now + timedelta(minutes=5)
-    instances = _evaluate(filled_db.dsn, spec.sql, spec.window_s, later)
-    assert set(instances) == {(s,) for s in filled_db.symbols}
-    assert {v for v in instances.values()} <= {0.0, float(spec.window_s)}
-    fresh = _evaluate(filled_db.dsn, spec.sql, spec.window_s, filled_db.now)
-    assert all(v <= spec.threshold for v in fresh.values())
+    end = filled_db.now
+    late_alert = _stale_alerts(filled_db.dsn)[STALE_LATE]
+    assert late_alert == [end + timedelta(minutes=1)], "raised stale_after_s after subscribing"
+    window = timedelta(seconds=spec.window_s)
+    # Before, during and after the dataflow's alerts (MSFT, INTC at end - 9 min; NVDA at
+    # end + 1 min), up to the moment NVDA's alert leaves the window. The rule never looks
+    # at the clock: whenever the tests run, it fires as the dataflow (calendar "always") said.
+    offsets = [-9.5, -8.5, -8, 0, 0.5, 1.5, 3, 16, 16.5]
+    for at in [end + timedelta(minutes=m) for m in offsets]:
+        instances = _evaluate(filled_db.dsn, spec.sql, spec.window_s, at)
+        assert set(instances) == {(s,) for s in filled_db.symbols}, at
+        firing = {labels[0]: v for labels, v in instances.items() if v > spec.threshold}
+        assert firing == _still_stale(filled_db.dsn, at, window), at
+    instances = _evaluate(filled_db.dsn, spec.sql, spec.window_s, end + timedelta(minutes=3))
+    assert instances == {("AAPL",): 0.0, ("MSFT",): 0.0, (STALE_LATE,): 120.0}
 
 
-@pytest.mark.parametrize(
-    ("at", "open_"),
-    [
-        ("2025-06-11T13:31:00+00:00", True),  # Wednesday 09:31 New York (EDT)
-        ("2025-06-11T19:59:00+00:00", True),  # 15:59
-        ("2025-06-11T20:01:00+00:00", False),  # 16:01, closed
-        ("2025-01-15T14:31:00+00:00", True),  # winter (EST): 09:31
-        ("2025-01-15T14:29:00+00:00", False),  # 09:29, not yet open
-        ("2025-06-14T15:00:00+00:00", False),  # Saturday
-    ],
-)
-def test_stale_feed_rule_only_counts_during_the_session(
-    at: str, open_: bool, filled_db: FilledDb
+def test_stale_feed_rule_ignores_a_ticker_that_traded_since_and_inactive_ones(
+    filled_db: FilledDb,
 ) -> None:
     spec = _spec("sentinel-stale-feed")
-    instances = _evaluate(filled_db.dsn, spec.sql, spec.window_s, datetime.fromisoformat(at))
-    # No trades then: silent for the whole window while the market is open.
-    assert set(instances.values()) == {float(spec.window_s) if open_ else 0.0}
+    alerts = _stale_alerts(filled_db.dsn)
+    (msft_alert,) = alerts["MSFT"]
+    assert len(alerts[INACTIVE]) == 1, "the dataflow alerts for any subscribed symbol"
+    msft_traded = _last_trade(filled_db.dsn, "MSFT", filled_db.now)
+    assert msft_traded is not None
+    assert msft_traded > msft_alert, "MSFT traded after its stale alert"
+    assert _last_trade(filled_db.dsn, INACTIVE, filled_db.now) is None, "INTC never traded"
+    for at in (msft_alert + timedelta(minutes=1), filled_db.now):
+        instances = _evaluate(filled_db.dsn, spec.sql, spec.window_s, at)
+        assert instances[("MSFT",)] == 0.0
+        assert (INACTIVE,) not in instances
+        assert all(v <= spec.threshold for v in instances.values())
 
 
 def test_rejects_rule_compares_the_last_minutes_with_the_hour(filled_db: FilledDb) -> None:
@@ -281,6 +296,42 @@ def test_rejects_rule_compares_the_last_minutes_with_the_hour(filled_db: FilledD
 def _spec(uid: str) -> RuleSpec:
     (spec,) = [s for s in (f() for f in RULES) if s.uid == uid]
     return spec
+
+
+def _stale_alerts(dsn: str) -> dict[str, list[datetime]]:
+    """The dataflow's stale_feed alerts, by symbol, in time order."""
+    out: dict[str, list[datetime]] = {}
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT symbol, time FROM alerts WHERE kind = 'stale_feed' ORDER BY time"
+        ).fetchall()
+    for symbol, at in rows:
+        out.setdefault(symbol, []).append(at)
+    return out
+
+
+def _last_trade(dsn: str, symbol: str, at: datetime) -> datetime | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT max(time) FROM ticks WHERE symbol = %s AND time <= %s", [symbol, at]
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _still_stale(dsn: str, at: datetime, window: timedelta) -> dict[str, float]:
+    """What the rule means, worked out apart from its SQL: each active ticker whose latest
+    stale_feed alert in the window has no trade after it, and the seconds since that alert."""
+    with psycopg.connect(dsn) as conn:
+        active = {r[0] for r in conn.execute("SELECT symbol FROM tickers WHERE active")}
+    out = {}
+    for symbol, times in _stale_alerts(dsn).items():
+        recent = [t for t in times if at - window <= t <= at]
+        if symbol not in active or not recent:
+            continue
+        last_trade = _last_trade(dsn, symbol, at)
+        if last_trade is None or last_trade <= recent[-1]:
+            out[symbol] = (at - recent[-1]).total_seconds()
+    return out
 
 
 def _spike_alerts(dsn: str) -> list[tuple[datetime, str]]:
@@ -296,17 +347,24 @@ def _spike_alerts(dsn: str) -> list[tuple[datetime, str]]:
 # -- raw ticks: only ever a few minutes ----------------------------------------------------
 
 TICKS = re.compile(r"\bticks\b(?!_)")
+TICKS_CHUNKS = """
+SELECT chunk_name FROM timescaledb_information.chunks WHERE hypertable_name = 'ticks'
+"""
+
+
+def _over_a_day(sql: str, filled: FilledDb) -> str:
+    """A panel's query as a dashboard showing the whole last day sends it."""
+    variables: dict[str, VariableValue] = {"symbol": list(filled.symbols), "interval": "1h"}
+    start = filled.now - timedelta(days=1)
+    return expand(sql, time_from=start, time_to=filled.now, interval_s=60, variables=variables)
 
 
 def _ticks_queries(filled: FilledDb) -> list[tuple[str, str]]:
-    day = timedelta(days=1)
-    out = [(p.where, expand(q.sql, time_from=filled.now - day, time_to=filled.now, interval_s=60,
-                            variables={"symbol": list(filled.symbols), "interval": "1h"}))
-           for p in PANELS for q in p.targets if TICKS.search(q.sql)]  # fmt: skip
-    out += [(uid, expand(sql, time_from=filled.now - timedelta(seconds=w), time_to=filled.now,
-                         interval_s=1))
-            for uid, sql, w, _ in RULE_QUERIES if TICKS.search(sql)]  # fmt: skip
-    return out
+    """Every query on raw ticks: the panels' over a day, the rules' over their window."""
+    panels = [(p.where, t.sql) for p in PANELS for t in p.targets if TICKS.search(t.sql)]
+    rules = [r for r in RULE_QUERIES if TICKS.search(r.sql)]
+    out = [(where, _over_a_day(sql, filled)) for where, sql in panels]
+    return out + [(r.uid, _expand_rule(r.sql, r.window_s, filled.now)) for r in rules]
 
 
 def test_queries_on_raw_ticks_read_only_the_last_minutes(filled_db: FilledDb) -> None:
@@ -315,9 +373,7 @@ def test_queries_on_raw_ticks_read_only_the_last_minutes(filled_db: FilledDb) ->
     queries = _ticks_queries(filled_db)
     assert len(queries) >= 2
     with psycopg.connect(filled_db.dsn) as conn:
-        chunks = {r[0] for r in conn.execute(
-            "SELECT chunk_name FROM timescaledb_information.chunks WHERE hypertable_name = 'ticks'"
-        )}  # fmt: skip
+        chunks = {r[0] for r in conn.execute(TICKS_CHUNKS)}
         row = conn.execute(
             "SELECT count(*) FROM ticks WHERE time > %s", [filled_db.now - timedelta(minutes=5)]
         ).fetchone()

@@ -127,8 +127,8 @@ def test_unconfigured_contact_points_are_skipped_and_not_routed(grafana: FakeGra
 
 
 def test_a_folder_provisioned_by_title_is_reused(grafana: FakeGrafana) -> None:
-    grafana.state.folders["abc123"] = {"id": 99, "uid": "abc123", "title": FOLDER_TITLE,
-                                       "version": 1}  # fmt: skip
+    folder = {"id": 99, "uid": "abc123", "title": FOLDER_TITLE, "version": 1}
+    grafana.state.folders["abc123"] = folder
     report = sync(grafana.url, token=grafana.token, env=ENV)
     assert report.folder_uid == "abc123"
     assert set(grafana.state.folders) == {"abc123"}

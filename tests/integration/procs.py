@@ -17,10 +17,14 @@ from tests.conftest import ROOT
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as f:
         return subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env={**os.environ, **env},
-            stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=_default_sigint,
-        )  # fmt: skip
+        )
 
 
 def descendants(pid: int) -> list[int]:

@@ -74,8 +74,10 @@ class LiveStack:
     def wait_for_bars_after(self, t_s: float, n: int, timeout: float) -> None:
         wait_until(
             lambda: min(self.bars_after(t_s).values() or [0]) >= n,
-            timeout, f"{n} bars of every ticker after t={t_s:.0f}", self.log,
-        )  # fmt: skip
+            timeout,
+            f"{n} bars of every ticker after t={t_s:.0f}",
+            self.log,
+        )
 
 
 @contextlib.contextmanager

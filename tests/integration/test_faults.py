@@ -93,18 +93,22 @@ def _outage(up: LiveStack, database: EmbeddedPostgres) -> None:
     assert set(statuses) == {503}, statuses
     print(f"measured: {len(statuses)} /health answers during the outage, all 503")
     wait_until(
-        lambda: httpx.get(f"{up.api}/health", timeout=10).status_code == 200, 30,
-        "the API healthy again", up.log,
-    )  # fmt: skip
+        lambda: httpx.get(f"{up.api}/health", timeout=10).status_code == 200,
+        30,
+        "the API healthy again",
+        up.log,
+    )
     print(f"measured: /health 200 again {time.time() - back_s:.1f} s after the database")
     # The outage's bars are made from the journal once the sinks get through.
     outage_bars = (
         "SELECT count(*) FROM bars WHERE time BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
     )
     wait_until(
-        lambda: up.scalar(outage_bars, back_s - 15, back_s - 5) >= 3 * 2, 60,
-        "the bars of the outage", up.log,
-    )  # fmt: skip
+        lambda: up.scalar(outage_bars, back_s - 15, back_s - 5) >= 3 * 2,
+        60,
+        "the bars of the outage",
+        up.log,
+    )
     print(f"measured: the outage's bars written {time.time() - back_s:.1f} s after it")
     up.wait_for_bars_after(back_s + 5, 3, 90)
 

@@ -11,7 +11,7 @@ from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US, RawBatch
 from dataflows.ticks import FlowConfig, build_flow
-from sentinel.pipeline import timescale_sinks
+from sentinel.flows import timescale_sinks
 from tests.dataflows.test_parse import BAD_MESSAGES, BAD_TRADES, CLOCK_MS, CLOCK_US, message, trade
 from tests.integration.procs import wait_until
 
@@ -28,8 +28,9 @@ def test_every_bad_input_class_lands_in_ticks_rejected_and_good_ticks_are_stored
     late = trade(t=CLOCK_MS - 30_000)  # 30 s behind the newest tick: beyond the allowance
     messages.append((200, message(late)))
     cfg = FlowConfig(ParseConfig(), BarConfig(bar_seconds=5, allowance_s=2), live=False)
-    run_main(build_flow(TestingSource([RawBatch("test", CLOCK_US, messages)]),
-                        timescale_sinks(db), cfg))  # fmt: skip
+    run_main(
+        build_flow(TestingSource([RawBatch("test", CLOCK_US, messages)]), timescale_sinks(db), cfg)
+    )
 
     with psycopg.connect(db) as conn:
         rejects = conn.execute(

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.integration.procs import running, start, stop, wait_until
-from timescale.embedded import free_port
+from tests.integration.live import feed_and_dataflow, live_setup
+from tests.integration.procs import start, stop, wait_until
 
 
 def scalar(db: str, query: str, *params: object) -> int:
@@ -23,25 +23,11 @@ def scalar(db: str, query: str, *params: object) -> int:
 
 @pytest.mark.slow
 def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path: Path) -> None:
-    port = free_port()
-    sim_args = ["-m", "sentinel", "simulate", "--port", str(port), "--rate", "40"]
-    env = {
-        "DATABASE_URL": db,
-        "SENTINEL_FEED_URL": f"ws://127.0.0.1:{port}",
-        "SENTINEL_BAR": "1s",
-        "SENTINEL_LATE_ALLOWANCE_S": "0.5",
-        "SENTINEL_SYMBOLS": "AAPL",
-        "SENTINEL_HOME": str(tmp_path / "home"),
-    }
-    with psycopg.connect(db) as conn:
-        conn.execute("INSERT INTO tickers (symbol) VALUES ('AAPL')")
+    live = live_setup(db, tmp_path / "home")
     sim_log, feed_log, flow_log = tmp_path / "sim.log", tmp_path / "feed.log", tmp_path / "flow.log"
-    sim = start(sim_args, env, sim_log)
+    sim = start(live.sim_args, live.env, sim_log)
     try:
-        with (
-            running(["-m", "sentinel", "feed"], env, feed_log),
-            running(["-m", "sentinel", "dataflow"], env, flow_log),
-        ):
+        with feed_and_dataflow(live.env, feed_log, flow_log):
             bars = "SELECT count(*) FROM bars WHERE symbol = %s"
             wait_until(lambda: scalar(db, bars, "AAPL") >= 2, 60, "AAPL bars", flow_log)
             assert scalar(db, bars, "MSFT") == 0
@@ -60,7 +46,7 @@ def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path
             stop(sim, signal.SIGKILL)
             time.sleep(2)
             restarted_us = time.time_ns() // 1000
-            sim = start(sim_args, env, sim_log)
+            sim = start(live.sim_args, live.env, sim_log)
             after = "SELECT count(*) FROM ticks WHERE symbol = %s AND time > to_timestamp(%s)"
             for sym in ("AAPL", "MSFT"):
 

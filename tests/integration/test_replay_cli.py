@@ -31,8 +31,9 @@ def write_csv(path: Path, rows_per_symbol: int, seed: int = 5) -> int:
     frames = []
     start = pd.Timestamp("2024-03-04T14:30:00Z")
     for k, sym in enumerate(["AAPL", "MSFT", "NVDA"]):
-        t = start + pd.to_timedelta(np.sort(rng.integers(0, 4 * 3600 * 10**6, rows_per_symbol)),
-                                    unit="us")  # fmt: skip
+        t = start + pd.to_timedelta(
+            np.sort(rng.integers(0, 4 * 3600 * 10**6, rows_per_symbol)), unit="us"
+        )
         p = (100 + 50 * k) * np.exp(np.cumsum(rng.normal(0, 2e-4, rows_per_symbol)))
         frames.append(
             pd.DataFrame(
@@ -46,9 +47,18 @@ def write_csv(path: Path, rows_per_symbol: int, seed: int = 5) -> int:
         )
     df = pd.concat(frames).sort_values("time").reset_index(drop=True).astype(str)
     bad = rng.choice(len(df), 6, replace=False)
-    for i, (col, value) in zip(bad, [("price", "abc"), ("price", "-1"), ("size", "-3"),
-                                     ("time", "yesterday"), ("price", "nan"), ("symbol", "")],
-                               strict=True):  # fmt: skip
+    for i, (col, value) in zip(
+        bad,
+        [
+            ("price", "abc"),
+            ("price", "-1"),
+            ("size", "-3"),
+            ("time", "yesterday"),
+            ("price", "nan"),
+            ("symbol", ""),
+        ],
+        strict=True,
+    ):
         df.loc[i, col] = value
     df.to_csv(path, index=False)
     return len(df)
@@ -57,9 +67,13 @@ def write_csv(path: Path, rows_per_symbol: int, seed: int = 5) -> int:
 def replay(db: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "DATABASE_URL": db, "SENTINEL_LOG_LEVEL": "WARNING"}
     return subprocess.Popen(
-        [sys.executable, "-m", "sentinel", "replay", *args], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "sentinel", "replay", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 240) -> None:
@@ -69,8 +83,10 @@ def finish(proc: subprocess.Popen[str], timeout: float = 240) -> None:
 
 def snapshot(db: str) -> dict[str, list[tuple[object, ...]]]:
     with psycopg.connect(db) as conn:
-        return {t: conn.execute(f"SELECT {c} FROM {t} ORDER BY {c}").fetchall()
-                for t, c in TABLES.items()}  # fmt: skip
+        return {
+            t: conn.execute(f"SELECT {c} FROM {t} ORDER BY {c}").fetchall()
+            for t, c in TABLES.items()
+        }
 
 
 def count(db: str, table: str) -> int:
@@ -86,9 +102,15 @@ def test_replay_twice_leaves_the_rows_of_one_run(db: str, tmp_path: Path) -> Non
     once = snapshot(db)
     assert len(once["ticks"]) == n - 6
     assert sorted(str(r[3]) for r in once["ticks_rejected"]) == sorted(
-        ["non_numeric", "non_positive_price", "negative_size", "bad_time", "non_finite",
-         "missing_field"]
-    )  # fmt: skip
+        [
+            "non_numeric",
+            "non_positive_price",
+            "negative_size",
+            "bad_time",
+            "non_finite",
+            "missing_field",
+        ]
+    )
     assert len(once["bars"]) > 3 * 200
     assert len(once["bar_metrics"]) == len(once["bars"])
     finish(replay(db, str(csv), "--bar", "1m"))
@@ -108,8 +130,7 @@ def test_replay_killed_midway_and_resumed_equals_a_clean_run(
             conn.execute(f"TRUNCATE {table}")
 
     recovery = tmp_path / "recovery"
-    args = [str(csv), "--bar", "10s", "--recovery-dir", str(recovery),
-            "--snapshot-interval", "0.2"]  # fmt: skip
+    args = [str(csv), "--bar", "10s", "--recovery-dir", str(recovery), "--snapshot-interval", "0.2"]
     proc = replay(db, *args)
     deadline = time.monotonic() + 120
     while count(db, "ticks") < n // 4:

@@ -69,9 +69,13 @@ def test_ctrl_c_stops_the_feed_and_the_dataflow(db: str, tmp_path: Path) -> None
 
     log = tmp_path / "up.log"
     port = free_port()
-    env = {"DATABASE_URL": db, "SENTINEL_HOME": str(tmp_path / "home"),
-           "SENTINEL_SIM_PORT": str(port), "SENTINEL_BAR": "1s",
-           "SENTINEL_API_PORT": str(free_port())}  # fmt: skip
+    env = {
+        "DATABASE_URL": db,
+        "SENTINEL_HOME": str(tmp_path / "home"),
+        "SENTINEL_SIM_PORT": str(port),
+        "SENTINEL_BAR": "1s",
+        "SENTINEL_API_PORT": str(free_port()),
+    }
     with running(["-m", "sentinel", "up"], env, log) as proc:
         wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 60, "start-up", log)
         children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataflows.records import US, Bar, Metrics
+from dataflows.records import US, Bar, Forecast, Metrics
 from online_models import StepResult, SymbolModels
 
 
@@ -24,10 +24,11 @@ def simulate(
         open_ = closes[i - 1] if i else close
         wiggle = 1.0 + abs(rng.normal(0.0, sigma[max(i - 1, 0)]))
         start = i * bar_seconds * US
+        high, low = max(open_, close) * wiggle, min(open_, close) / wiggle
+        volume = float(rng.lognormal(5.0, 0.3))
         bars.append(
-            Bar(start, symbol, float(open_), max(open_, close) * wiggle, min(open_, close) / wiggle,
-                float(close), float(rng.lognormal(5.0, 0.3)), None, 10, bar_seconds)
-        )  # fmt: skip
+            Bar(start, symbol, float(open_), high, low, float(close), volume, None, 10, bar_seconds)
+        )
     metrics = metrics_for(bars)
     return bars, metrics, np.array([m.log_return for m in metrics[1:]])
 
@@ -35,11 +36,11 @@ def simulate(
 def metrics_for(bars: list[Bar]) -> list[Metrics]:
     """Metrics carrying only the log return of each bar (numpy, from the closes)."""
     r = np.diff(np.log([b.close for b in bars]))
+    returns = [None, *map(float, r)]
     return [
-        Metrics(b.start_us, b.symbol, float(r[i - 1]) if i else None, None, None, None, None,
-                None, i + 1)
-        for i, b in enumerate(bars)
-    ]  # fmt: skip
+        Metrics(b.start_us, b.symbol, ret, None, None, None, None, None, i + 1)
+        for i, (b, ret) in enumerate(zip(bars, returns, strict=True))
+    ]
 
 
 def regime_sigma(n: int, calm: float = 1e-3, wild: float = 3e-3, period: int = 500) -> np.ndarray:
@@ -51,6 +52,6 @@ def run(models: SymbolModels, bars: list[Bar], metrics: list[Metrics]) -> list[S
     return [models.step(b, m) for b, m in zip(bars, metrics, strict=True)]
 
 
-def forecast_table(results: list[StepResult]) -> dict[tuple[str, int, int], tuple]:
+def forecast_table(results: list[StepResult]) -> dict[tuple[str, int, int], Forecast]:
     """Every forecast row by ``(model, horizon, made_at_us)``."""
-    return {(f[2], f[4], f[8]): f for res in results for f in res.forecasts}
+    return {(f.model, f.horizon, f.made_at_us): f for res in results for f in res.forecasts}

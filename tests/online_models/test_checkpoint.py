@@ -9,7 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from online_models import CHECKPOINT_VERSION, CheckpointRow, ModelConfig, SymbolModels, restore
+from dataflows.records import ModelCheckpoint
+from online_models import CHECKPOINT_VERSION, ModelConfig, SymbolModels, restore, symbol_models
+from online_models.checkpoint import RESERVED_NAMES, SHARED_MODEL
+from online_models.zero import ZeroReturn
 from tests.online_models.helpers import regime_sigma, run, simulate
 
 CFG = ModelConfig(horizons=(1, 2), score_window=20)
@@ -37,9 +40,8 @@ def original(trained_once: bytes) -> SymbolModels:
 
 def test_rows_have_the_sink_format(original: SymbolModels) -> None:
     rows = original.checkpoint(123)
-    assert {r.model for r in rows} == {
-        "_shared", "anomaly", "har", "ewma", "last", "rolling", "linear", "zero"
-    }  # fmt: skip
+    names = {r.model for r in rows}
+    assert names == {"_shared", "anomaly", "har", "ewma", "last", "rolling", "linear", "zero"}
     for row in rows:
         time_us, symbol, _, version, bars_seen, state, metrics = row
         assert (time_us, symbol, version, bars_seen) == (123, "X", CHECKPOINT_VERSION, 399)
@@ -76,7 +78,7 @@ def test_latest_checkpoint_wins(data: tuple[list, list], original: SymbolModels)
     assert restored.bars_seen == 449
 
 
-def _corrupt(rows: list[CheckpointRow], model: str, **change: object) -> list[CheckpointRow]:
+def _corrupt(rows: list[ModelCheckpoint], model: str, **change: object) -> list[ModelCheckpoint]:
     return [r._replace(**change) if r.model == model else r for r in rows]  # type: ignore[arg-type]
 
 
@@ -128,17 +130,17 @@ def test_missing_and_unknown_rows_are_reported(original: SymbolModels) -> None:
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
-        (lambda rows: [r for r in rows if r.model != "_shared"], "no _shared row"),
-        (lambda rows: _corrupt(rows, "_shared", state=b"junk"), "cannot unpickle"),
-        (lambda rows: _corrupt(rows, "_shared", version=0), "version 0"),
-        (lambda rows: _corrupt(rows, "_shared", state=pickle.dumps(3)), "expected a _Shared"),
+        (lambda rows: [r for r in rows if r.model != SHARED_MODEL], "no _shared row"),
+        (lambda rows: _corrupt(rows, SHARED_MODEL, state=b"junk"), "cannot unpickle"),
+        (lambda rows: _corrupt(rows, SHARED_MODEL, version=0), "version 0"),
+        (lambda rows: _corrupt(rows, SHARED_MODEL, state=pickle.dumps(3)), "expected a _Shared"),
         (lambda rows: _corrupt(rows, "har", symbol="Y"), "several symbols"),
         (lambda rows: [], "no checkpoint rows"),
     ],
 )
 def test_an_unusable_checkpoint_means_starting_fresh(
     original: SymbolModels,
-    mangle: Callable[[list[CheckpointRow]], list[CheckpointRow]],
+    mangle: Callable[[list[ModelCheckpoint]], list[ModelCheckpoint]],
     message: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -154,3 +156,17 @@ def test_a_changed_config_is_refused(original: SymbolModels) -> None:
     restored, errors = restore(rows, ModelConfig(horizons=(1,)))
     assert restored is None
     assert errors == ["X: config changed since the checkpoint"]
+
+
+def test_a_model_cannot_take_the_name_of_another_row() -> None:
+    assert sorted(RESERVED_NAMES) == ["_pipeline", "_shared", "anomaly"]
+    for name in RESERVED_NAMES:
+        with pytest.raises(ValueError, match="model names must be unique"):
+            SymbolModels("X", return_models={name: ZeroReturn()})
+
+
+@pytest.mark.parametrize("name", ["SymbolModels", "ModelSlot", "_Shared", "_Snapshot", "_Detector"])
+def test_pickled_classes_are_found_where_older_pickles_look(name: str) -> None:
+    """Checkpoints and Bytewax snapshots written before the module was split name these
+    classes in ``online_models.symbol_models``."""
+    assert isinstance(getattr(symbol_models, name), type)

@@ -8,7 +8,7 @@ import pytest
 
 from online_models import ModelConfig, SymbolModels
 from online_models.detectors import DETECTORS, make_detector
-from online_models.evaluate import auc, compare_detectors, precision_at_k, regime_bars
+from online_models.regimes import auc, compare_detectors, precision_at_k, regime_bars
 from tests.online_models.helpers import regime_sigma, run, simulate
 
 

@@ -32,20 +32,33 @@ ESTIMATORS = [
     TailScorer(feature="rv_short", grace_period=5),
 ]
 GENERAL_CHECKS = [
-    "check_repr", "check_str", "check_tags", "check_clone_same_class",
-    "check_clone_is_idempotent", "check_init_has_default_params_for_tests",
-    "check_init_default_params_are_not_mutable", "check_doc",
-    "check_clone_changes_memory_addresses", "check_mutate_can_be_idempotent",
-    "check_pickling_supports_roundtrip", "check_repr_roundtrips_clone",
-    "check_clone_with_new_params_applies", "check_get_params_matches_signature",
-]  # fmt: skip
+    "check_repr",
+    "check_str",
+    "check_tags",
+    "check_clone_same_class",
+    "check_clone_is_idempotent",
+    "check_init_has_default_params_for_tests",
+    "check_init_default_params_are_not_mutable",
+    "check_doc",
+    "check_clone_changes_memory_addresses",
+    "check_mutate_can_be_idempotent",
+    "check_pickling_supports_roundtrip",
+    "check_repr_roundtrips_clone",
+    "check_clone_with_new_params_applies",
+    "check_get_params_matches_signature",
+]
 DATASET_CHECKS = [
-    "check_learn_one", "check_pickling", "check_shuffle_features_no_impact",
-    "check_emerging_features", "check_disappearing_features",
-    "check_radically_disappearing_features", "check_predict_one_pure",
-    "check_predict_one_before_any_learn", "check_no_state_aliasing_with_input",
+    "check_learn_one",
+    "check_pickling",
+    "check_shuffle_features_no_impact",
+    "check_emerging_features",
+    "check_disappearing_features",
+    "check_radically_disappearing_features",
+    "check_predict_one_pure",
+    "check_predict_one_before_any_learn",
+    "check_no_state_aliasing_with_input",
     "check_clone_is_independent",
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("module", MODEL_MODULES)

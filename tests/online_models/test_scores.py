@@ -7,6 +7,7 @@ import pytest
 
 from online_models import ModelConfig, SymbolModels
 from online_models.features import FeatureState
+from online_models.prequential import score_rows
 from tests.online_models.helpers import forecast_table, regime_sigma, run, simulate
 
 WINDOW = 40
@@ -126,14 +127,18 @@ def test_return_scores_match_numpy(session: tuple) -> None:
 
 def test_score_rows_are_the_scores(session: tuple) -> None:
     models, bars, _, _ = session
-    rows = models._score_rows(bars[-1].start_us)
+    rows = score_rows(models.slots, models.config.horizons, models.symbol, bars[-1].start_us)
     flat = {(m, metric): v for _, _, m, _, metric, v in rows}
     assert flat == {(m, k): v for m, d in models.scores().items() for k, v in d.items()}
     targets = {m: t for _, _, m, t, _, _ in rows}
     assert targets == {
-        "har": "volatility", "ewma": "volatility", "last": "volatility",
-        "rolling": "volatility", "linear": "return", "zero": "return",
-    }  # fmt: skip
+        "har": "volatility",
+        "ewma": "volatility",
+        "last": "volatility",
+        "rolling": "volatility",
+        "linear": "return",
+        "zero": "return",
+    }
 
 
 def test_score_every() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from online_models.evaluate import Evaluation, evaluate_sp500, format_table, volatility_scores
+from online_models.sp500 import Evaluation, evaluate_sp500, format_table, volatility_scores
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def test_best_online_volatility_model_beats_ewma(evaluation: Evaluation) -> None
     online = vol.drop(index="garch")
     best = online["qlike"].idxmin()
     print("\n" + format_table(evaluation))
-    print(f"best online model: {best}; QLIKE vs GARCH(1,1): "
-          f"{vol.loc[best, 'qlike'] - vol.loc['garch', 'qlike']:+.4f}")  # fmt: skip
+    gap = vol.loc[best, "qlike"] - vol.loc["garch", "qlike"]
+    print(f"best online model: {best}; QLIKE vs GARCH(1,1): {gap:+.4f}")
     assert online.loc[best, "qlike"] <= vol.loc["ewma", "qlike"]
     assert best == "har"
     assert vol.loc["har", "qlike_rel_ewma"] < 0

@@ -22,8 +22,12 @@ def sentinel(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "sentinel", *args],
-        capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -72,8 +76,10 @@ def test_db_url_is_accepted_by_psql(home: Path) -> None:
     assert psql, "psql is installed with the PostgreSQL client"
     out = subprocess.run(
         [psql, url, "-tAc", "SELECT extname FROM pg_extension WHERE extname = 'timescaledb'"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "timescaledb"
 

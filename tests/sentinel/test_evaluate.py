@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dataflows.records import RowBlock
-from online_models.evaluate import run_models, sp500_bars, volatility_scores
+from online_models.sp500 import run_models, sp500_bars, volatility_scores
 from sentinel.evaluate import evaluate, sp500_batches
 
 

@@ -25,12 +25,21 @@ CONTRACT_COLUMNS = {
     "ticks_rejected": {"received_at", "source", "payload", "reason"},
     "bars": {"time", "symbol", "open", "high", "low", "close", "volume", "vwap", "trades"},
     "bar_metrics": {"time", "symbol", "log_return", "realized_vol", "ewma_vol", "sharpe"},
-    "forecasts": {"time", "symbol", "model", "target", "horizon", "value", "lower", "upper",
-                  "made_at"},
+    "forecasts": {
+        "time",
+        "symbol",
+        "model",
+        "target",
+        "horizon",
+        "value",
+        "lower",
+        "upper",
+        "made_at",
+    },
     "model_scores": {"time", "symbol", "model", "target", "metric", "value"},
     "model_checkpoints": {"time", "symbol", "model", "version", "state", "metrics"},
     "alerts": {"time", "symbol", "kind", "severity", "value", "threshold", "message"},
-}  # fmt: skip
+}
 
 
 def _snapshot(dsn: str) -> dict[str, object]:

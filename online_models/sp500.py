@@ -1,10 +1,9 @@
-"""Offline evaluation: the online models on real S&P 500 data, and the anomaly detectors on
-synthetic volatility regimes.
+"""Offline evaluation of the online models on real data: daily S&P 500 bars.
 
-:func:`evaluate_sp500` runs :class:`SymbolModels`, exactly as the pipeline does, over the
-daily S&P 500 bars that ship with ``arch`` (1999-2018), next to a GARCH(1,1) peer, and
-scores 1-bar forecasts after a burn-in. :func:`compare_detectors` says which anomaly
-detector best finds injected high-volatility regimes. ``arch`` is imported only here.
+:func:`evaluate_sp500` runs :class:`~online_models.symbol_models.SymbolModels`, exactly as
+the pipeline does, over the daily S&P 500 bars that ship with ``arch`` (1999-2018), next
+to a GARCH(1,1) peer, and scores 1-bar forecasts after a burn-in (:func:`score_tables`,
+plain numpy and pandas). ``arch`` is imported only here, and only when called.
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from dataflows.metrics import MetricsState
-from dataflows.records import US, Bar
+from dataflows.records import Bar, Metrics
 from online_models.config import ModelConfig
-from online_models.detectors import DETECTORS, make_detector, score_then_learn
-from online_models.features import FeatureState
-from online_models.symbol_models import RETURN, VOLATILITY, SymbolModels
+from online_models.registry import RETURN, VOLATILITY
+from online_models.symbol_models import SymbolModels
 
 DAY_SECONDS = 86_400
 
@@ -62,21 +59,31 @@ def run_models(
     """Step fresh models over ``bars``; return them, the log returns ``r`` (``r[i]`` is bar
     ``i + 1``'s), and each model's 1-bar forecasts and interval half-widths of ``r[i]``."""
     models = SymbolModels(bars[0].symbol, config)
-    metrics = MetricsState()
     n = len(bars) - 1
     r = np.full(n, np.nan)
     values = {name: np.full(n, np.nan) for name in models.slots}
     widths = {name: np.full(n, np.nan) for name in models.slots}
-    for i, bar in enumerate(bars):
-        m = metrics.update(bar)
+    for i, (bar, m) in enumerate(zip(bars, return_metrics(bars), strict=True)):
         if i:
             r[i - 1] = m.log_return
-        for _, _, name, _, h, value, lower, upper, _ in models.step(bar, m).forecasts:
-            if h == 1 and i < n:
-                values[name][i] = value
-                if lower is not None and upper is not None:
-                    widths[name][i] = (upper - lower) / 2
+        for f in models.step(bar, m).forecasts:
+            if f.horizon == 1 and i < n:
+                values[f.model][i] = f.value
+                if f.lower is not None and f.upper is not None:
+                    widths[f.model][i] = (f.upper - f.lower) / 2
     return models, r, values, widths
+
+
+def return_metrics(bars: Sequence[Bar]) -> list[Metrics]:
+    """Each bar's metrics as far as :meth:`SymbolModels.step` reads them: the log return
+    of the close (None for the first bar), computed as the dataflow's metrics step does."""
+    out: list[Metrics] = []
+    prev: float | None = None
+    for i, bar in enumerate(bars):
+        r = None if prev is None else math.log(bar.close / prev)
+        out.append(Metrics(bar.start_us, bar.symbol, r, None, None, None, None, None, i + 1))
+        prev = bar.close
+    return out
 
 
 def garch_forecasts(r: np.ndarray, burn_in: int = 250, refit: int = 20) -> np.ndarray:
@@ -95,8 +102,9 @@ def garch_forecasts(r: np.ndarray, burn_in: int = 250, refit: int = 20) -> np.nd
         if (t - burn_in + 1) % refit == 0:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = arch_model(y[: t + 1], mean="Constant", vol="GARCH", p=1, q=1,
-                                 rescale=False).fit(disp="off")  # fmt: skip
+                res = arch_model(
+                    y[: t + 1], mean="Constant", vol="GARCH", p=1, q=1, rescale=False
+                ).fit(disp="off")
             mu, omega = float(res.params["mu"]), float(res.params["omega"])
             alpha, beta = float(res.params["alpha[1]"]), float(res.params["beta[1]"])
             s2 = float(res.conditional_volatility[-1]) ** 2
@@ -203,106 +211,3 @@ def format_table(evaluation: Evaluation) -> str:
 
 def _fmt(v: float) -> str:
     return f"{v:.4e}" if v and abs(v) < 1e-3 else f"{v:.5f}"
-
-
-# --- anomaly detectors ---------------------------------------------------------------------
-
-
-def regime_bars(
-    n_bars: int = 4000,
-    seed: int = 0,
-    regimes: int = 12,
-    regime_bars: int = 30,
-    multiplier: float = 3.0,
-    volume_multiplier: float = 1.5,
-    bar_seconds: int = 60,
-) -> tuple[list[Bar], np.ndarray]:
-    """Synthetic 1-minute bars with ``regimes`` injected, non-overlapping stretches (after
-    the first 300 bars) of ``multiplier`` times the volatility and ``volume_multiplier``
-    times the volume. Returns the bars and a boolean label per bar, True inside a regime.
-    The base volatility drifts slowly, so a detector has to adapt without forgetting what
-    a regime looks like."""
-    rng = np.random.default_rng(seed)
-    label = np.zeros(n_bars, dtype=bool)
-    slot = (n_bars - 300) // regimes  # one regime per slot, so that none overlap
-    if slot <= regime_bars:
-        raise ValueError("too many or too long regimes for n_bars")
-    for k in range(regimes):
-        start = 300 + k * slot + int(rng.integers(0, slot - regime_bars))
-        label[start : start + regime_bars] = True
-    drift = np.exp(0.3 * np.sin(np.arange(n_bars) / 400))
-    sigma = 1e-3 * drift * np.where(label, multiplier, 1.0)
-    steps = rng.standard_normal((n_bars, 8)) * (sigma / math.sqrt(8))[:, None]
-    log_price = math.log(100.0) + np.cumsum(steps.ravel()).reshape(n_bars, 8)
-    opens = np.concatenate([[math.log(100.0)], log_price[:-1, -1]])
-    highs = np.maximum(log_price.max(axis=1), opens)
-    lows = np.minimum(log_price.min(axis=1), opens)
-    volume = rng.lognormal(8.0, 0.3, n_bars) * np.where(label, volume_multiplier, 1.0)
-    ohlcv = zip(opens, highs, lows, log_price[:, -1], volume, strict=True)
-    bars = [
-        Bar(i * bar_seconds * US, "SYN", math.exp(o), math.exp(h), math.exp(lo),
-            math.exp(c), float(v), None, 8, bar_seconds)
-        for i, (o, h, lo, c, v) in enumerate(ohlcv)
-    ]  # fmt: skip
-    return bars, label
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC (Mann-Whitney, ties at average rank)."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    pos = int(labels.sum())
-    neg = len(labels) - pos
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
-
-
-def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int | None = None) -> float:
-    """Share of true regime bars among the ``k`` highest scores (``k`` = number of them)."""
-    k = int(labels.sum()) if k is None else k
-    top = np.argsort(-scores, kind="mergesort")[:k]
-    return float(labels[top].mean())
-
-
-def detector_scores(name: str, bars: Sequence[Bar], seed: int = 42) -> np.ndarray:
-    """Anomaly score of every bar by detector ``name``, as the pipeline computes it."""
-    features, detector = FeatureState(), make_detector(name, seed=seed)
-    out = np.zeros(len(bars))
-    prev = bars[0].close
-    for i, bar in enumerate(bars[1:], start=1):
-        r = math.log(bar.close / prev)
-        prev = bar.close
-        _, anomaly_x = features.update(bar, r)
-        if anomaly_x is not None:
-            out[i] = score_then_learn(detector, anomaly_x)
-    return out
-
-
-def compare_detectors(
-    detectors: Sequence[str] = DETECTORS, n_series: int = 3, warmup: int = 300, **regimes: int
-) -> pd.DataFrame:
-    """AUC and precision@k of each detector at flagging regime bars, averaged over
-    ``n_series`` synthetic series (:func:`regime_bars`, seeds 0..n-1), best first; the
-    winner's name is in ``.attrs['winner']``."""
-    rows: dict[str, dict[str, float]] = {d: {"auc": 0.0, "precision_at_k": 0.0} for d in detectors}
-    for d in detectors:
-        rows[d]["seconds"] = 0.0
-    for seed in range(n_series):
-        bars, label = regime_bars(seed=seed, **regimes)
-        for d in detectors:
-            start = time.perf_counter()
-            scores = detector_scores(d, bars, seed=seed)
-            rows[d]["seconds"] += time.perf_counter() - start
-            rows[d]["auc"] += auc(scores[warmup:], label[warmup:]) / n_series
-            rows[d]["precision_at_k"] += precision_at_k(scores[warmup:], label[warmup:]) / n_series
-    table = pd.DataFrame.from_dict(rows, orient="index").sort_values("auc", ascending=False)
-    table.index.name = "detector"
-    table.attrs["winner"] = str(table.index[0])
-    return table

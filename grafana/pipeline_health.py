@@ -11,11 +11,11 @@ from grafana_foundation_sdk.builders import dashboard, stat, table, timeseries
 from grafana_foundation_sdk.models import common as common_models
 
 from grafana.common import (
-    Sql,
     color_cells,
-    datasource,
+    datetime_columns,
     new_dashboard,
     prop,
+    stat_panel,
     symbol_variable,
     table_panel,
     thresholds,
@@ -32,28 +32,48 @@ SYMBOLS = "symbol IN (${symbol:sqlstring})"
 BUCKET_S = "greatest($__interval_ms / 1000.0, max(bar_seconds))"
 
 
-def _stacked_bars(panel: timeseries.Panel) -> timeseries.Panel:
-    return (
-        panel.draw_style(common_models.GraphDrawStyle.BARS)
-        .fill_opacity(80)
-        .stacking(common_builders.StackingConfig().mode(common_models.StackingMode.NORMAL))
-    )
-
-
-def ticks_per_second() -> timeseries.Panel:
-    sql = f"""
+def _rate_per_symbol(rate: str) -> str:
+    """``rate`` of each selected symbol's bars, per time bucket."""
+    return f"""
 SELECT $__timeGroupAlias(time, $__interval), symbol AS metric,
-       sum(trades) / {BUCKET_S} AS ticks_per_s
+       {rate}
 FROM bars
 WHERE $__timeFilter(time) AND {SYMBOLS}
 GROUP BY 1, 2
 ORDER BY 1
 """
+
+
+def _stacked_counts(title: str, description: str, sql: str) -> timeseries.Panel:
+    """Counts per bucket of ``sql``, drawn as stacked bars."""
+    return (
+        time_series_panel(title, description, sql)
+        .draw_style(common_models.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+        .stacking(common_builders.StackingConfig().mode(common_models.StackingMode.NORMAL))
+        .height(8)
+        .span(12)
+    )
+
+
+def _last_value_stat(title: str, description: str, sql: str) -> stat.Panel:
+    """Each symbol's last value of ``sql``, to one decimal, with no graph."""
+    return (
+        stat_panel(title, description, sql)
+        .decimals(1)
+        .graph_mode(common_models.BigValueGraphMode.NONE)
+        .height(5)
+        .span(12)
+    )
+
+
+def ticks_per_second() -> timeseries.Panel:
     return (
         time_series_panel(
-            "Ticks/s per symbol", "Trades per second that went into bars, per symbol."
+            "Ticks/s per symbol",
+            "Trades per second that went into bars, per symbol.",
+            _rate_per_symbol(f"sum(trades) / {BUCKET_S} AS ticks_per_s"),
         )
-        .with_target(Sql(sql).time_series())
         .unit("reqps")
         .height(8)
         .span(12)
@@ -61,20 +81,12 @@ ORDER BY 1
 
 
 def bars_per_second() -> timeseries.Panel:
-    sql = f"""
-SELECT $__timeGroupAlias(time, $__interval), symbol AS metric,
-       count(*) / {BUCKET_S} AS bars_per_s
-FROM bars
-WHERE $__timeFilter(time) AND {SYMBOLS}
-GROUP BY 1, 2
-ORDER BY 1
-"""
     return (
         time_series_panel(
             "Bars/s per symbol",
             "Bars written per second, per symbol (one per bar length while it trades).",
+            _rate_per_symbol(f"count(*) / {BUCKET_S} AS bars_per_s"),
         )
-        .with_target(Sql(sql).time_series())
         .unit("reqps")
         .decimals(3)
         .height(8)
@@ -91,20 +103,11 @@ WHERE $__timeFilter(time) AND time > $__timeTo()::timestamptz - interval '1 minu
 GROUP BY symbol
 ORDER BY 1
 """
-    return (
-        stat.Panel()
-        .title("Ticks/s, last minute")
-        .description("Raw trades stored in the last minute of the range, per second.")
-        .datasource(datasource())
-        .with_target(Sql(sql).time_series())
-        .unit("reqps")
-        .decimals(1)
-        .graph_mode(common_models.BigValueGraphMode.NONE)
-        .text_mode(common_models.BigValueTextMode.VALUE_AND_NAME)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-        .height(5)
-        .span(12)
-    )
+    return _last_value_stat(
+        "Ticks/s, last minute",
+        "Raw trades stored in the last minute of the range, per second.",
+        sql,
+    ).unit("reqps")
 
 
 def feed_lag() -> stat.Panel:
@@ -122,24 +125,16 @@ WHERE t.active AND t.symbol IN (${symbol:sqlstring})
 ORDER BY 1
 """
     return (
-        stat.Panel()
-        .title("Feed lag: seconds since the newest bar closed")
-        .description(
+        _last_value_stat(
+            "Feed lag: seconds since the newest bar closed",
             "How far each active ticker's newest bar lags the end of the range. A bar is "
             "written one late allowance after it closes, so a healthy live feed stays "
-            "within a bar length plus the allowance."
+            "within a bar length plus the allowance.",
+            sql,
         )
-        .datasource(datasource())
-        .with_target(Sql(sql).time_series())
         .unit("s")
-        .decimals(1)
-        .graph_mode(common_models.BigValueGraphMode.NONE)
         .color_mode(common_models.BigValueColorMode.BACKGROUND)
-        .text_mode(common_models.BigValueTextMode.VALUE_AND_NAME)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .thresholds(thresholds((None, "green"), (30.0, "orange"), (120.0, "red")))
-        .height(5)
-        .span(12)
     )
 
 
@@ -151,14 +146,10 @@ WHERE $__timeFilter(received_at)
 GROUP BY 1, 2
 ORDER BY 1
 """
-    return _stacked_bars(
-        time_series_panel(
-            "Rejected ticks by reason",
-            "Messages and trades the parser refused (ticks_rejected), by reason, per bucket.",
-        )
-        .with_target(Sql(sql).time_series())
-        .height(8)
-        .span(12)
+    return _stacked_counts(
+        "Rejected ticks by reason",
+        "Messages and trades the parser refused (ticks_rejected), by reason, per bucket.",
+        sql,
     )
 
 
@@ -171,14 +162,10 @@ WHERE $__timeFilter(received_at) AND reason = 'late'
 GROUP BY 1, 2
 ORDER BY 1
 """
-    return _stacked_bars(
-        time_series_panel(
-            "Late ticks by symbol",
-            "Trades older than their bar's watermark: stored in ticks, left out of bars.",
-        )
-        .with_target(Sql(sql).time_series())
-        .height(8)
-        .span(12)
+    return _stacked_counts(
+        "Late ticks by symbol",
+        "Trades older than their bar's watermark: stored in ticks, left out of bars.",
+        sql,
     )
 
 
@@ -191,19 +178,14 @@ FROM feed_status
 WHERE $__timeFilter(updated_at)
 ORDER BY source
 """
-    return (
-        table_panel(
-            "Feed connection",
-            "The live feed's state as the dataflow last reported it (feed_status).",
-        )
-        .with_target(Sql(sql).table())
-        .override_by_name(
-            "since_last_message_s", [prop("unit", "s"), prop("displayName", "Since last message")]
-        )
-        .override_by_name("updated_at", [prop("unit", "dateTimeAsIso")])
-        .height(6)
-        .span(12)
+    panel = table_panel(
+        "Feed connection",
+        "The live feed's state as the dataflow last reported it (feed_status).",
+        sql,
+    ).override_by_name(
+        "since_last_message_s", [prop("unit", "s"), prop("displayName", "Since last message")]
     )
+    return datetime_columns(panel, "updated_at").height(6).span(12)
 
 
 def sink_status() -> table.Panel:
@@ -213,18 +195,13 @@ FROM sink_status
 WHERE $__timeFilter(updated_at)
 ORDER BY (last_error IS NULL), retries DESC, table_name, worker
 """
-    return (
-        table_panel(
-            "Sinks: rows, retries and errors",
-            "Each TimescaleDB sink partition's counters (sink_status). Retries count failed "
-            "attempts; last_error is the latest failure, if any.",
-        )
-        .with_target(Sql(sql).table())
-        .override_by_name("retries", color_cells((None, "transparent"), (1, "red")))
-        .override_by_name("updated_at", [prop("unit", "dateTimeAsIso")])
-        .height(6)
-        .span(12)
-    )
+    panel = table_panel(
+        "Sinks: rows, retries and errors",
+        "Each TimescaleDB sink partition's counters (sink_status). Retries count failed "
+        "attempts; last_error is the latest failure, if any.",
+        sql,
+    ).override_by_name("retries", color_cells((None, "transparent"), (1, "red")))
+    return datetime_columns(panel, "updated_at").height(6).span(12)
 
 
 PANELS = (

@@ -1,0 +1,34 @@
+"""``forecasts``: the newest of each model, target and horizon, or those in a window."""
+
+from __future__ import annotations
+
+from api.queries.base import Conn, Row
+from api.queries.latest import latest_per_key
+from api.queries.series import Window, series_rows
+
+FORECAST_COLUMNS = ("model", "target", "horizon", "time", "value", "lower", "upper", "made_at")
+FORECAST_KEYS = ("model", "target", "horizon")
+
+
+async def latest_forecasts(
+    conn: Conn,
+    symbol: str,
+    model: str | None = None,
+    target: str | None = None,
+    horizon: int | None = None,
+) -> list[Row]:
+    filters = {"symbol": symbol, "model": model, "target": target, "horizon": horizon}
+    rows = await latest_per_key(conn, "forecasts", FORECAST_KEYS, FORECAST_COLUMNS, filters)
+    return sorted(rows, key=lambda r: (r["model"], r["target"], r["horizon"]))
+
+
+async def forecast_history(
+    conn: Conn,
+    symbol: str,
+    window: Window,
+    model: str | None,
+    target: str | None,
+    horizon: int | None,
+) -> list[Row]:
+    filters = {"model": model, "target": target, "horizon": horizon}
+    return await series_rows(conn, "forecasts", FORECAST_COLUMNS, symbol, window, filters=filters)

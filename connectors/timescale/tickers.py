@@ -1,0 +1,121 @@
+"""The ``tickers`` table: followed by the live feed, seeded on first start.
+
+:class:`TickerFollower` re-reads the active symbols on every ``NOTIFY sentinel_tickers``
+(the table's trigger sends one on each change) and at least every ``poll_interval_s``,
+and on the same connection publishes the feed's health to ``feed_status``. While the
+database is unreachable it keeps what it last read and retries: the feed goes on with
+its current subscriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import psycopg
+
+from dataflows.records import US
+
+__all__ = ["TICKERS_CHANNEL", "FeedStatus", "TickerFollower", "seed_tickers"]
+
+log = logging.getLogger(__name__)
+
+TICKERS_CHANNEL = "sentinel_tickers"
+
+
+class FeedStatus(NamedTuple):
+    """One ``feed_status`` row, as the feed sees itself."""
+
+    source: str
+    url: str
+    connected: bool
+    subscribed: list[str]
+    last_message_us: int | None
+    reconnects: int
+    last_error: str | None
+
+
+class TickerFollower:
+    def __init__(self, dsn: str, *, poll_interval_s: float = 2.0) -> None:
+        self.dsn = dsn
+        self.poll_interval_s = poll_interval_s
+
+    async def run(
+        self, on_symbols: Callable[[frozenset[str]], None], status: Callable[[], FeedStatus]
+    ) -> None:
+        """Call ``on_symbols`` with the active symbols whenever they may have changed, and
+        publish ``status()`` as often; until cancelled."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {TICKERS_CHANNEL}")
+                    log.info("following the tickers table")
+                    while True:
+                        cur = await conn.execute("SELECT symbol FROM tickers WHERE active")
+                        on_symbols(frozenset(row[0] for row in await cur.fetchall()))
+                        await publish_feed_status(conn, status())
+                        async for _ in conn.notifies(timeout=self.poll_interval_s, stop_after=1):
+                            pass
+            except Exception as exc:  # whatever went wrong, keep the feed going
+                log.warning(
+                    "tickers table unavailable (%s: %s); keeping the subscriptions, "
+                    "retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    self.poll_interval_s,
+                )
+                await asyncio.sleep(self.poll_interval_s)
+
+
+async def publish_feed_status(conn: psycopg.AsyncConnection[Any], st: FeedStatus) -> None:
+    """Upsert the feed's state into ``feed_status`` (for /health and Grafana).
+
+    Best effort: a failure here must never disturb following the tickers."""
+    last = (
+        datetime.fromtimestamp(st.last_message_us / US, tz=timezone.utc)
+        if st.last_message_us
+        else None
+    )
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                """INSERT INTO feed_status (source, url, connected, subscribed,
+                       last_message_at, reconnects, last_error, updated_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+                   ON CONFLICT (source) DO UPDATE SET url = EXCLUDED.url,
+                       connected = EXCLUDED.connected, subscribed = EXCLUDED.subscribed,
+                       last_message_at = EXCLUDED.last_message_at,
+                       reconnects = EXCLUDED.reconnects, last_error = EXCLUDED.last_error,
+                       updated_at = now()""",
+                [
+                    st.source,
+                    st.url,
+                    st.connected,
+                    st.subscribed,
+                    last,
+                    st.reconnects,
+                    st.last_error,
+                ],
+            )
+    except psycopg.Error as exc:
+        log.debug("could not record the feed status: %s", exc)
+
+
+def seed_tickers(dsn: str, symbols: list[str]) -> int:
+    """Put ``symbols`` in an empty `tickers` table; returns how many were added."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM tickers").fetchone()
+        if row and row[0]:
+            return 0
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO tickers (symbol) VALUES (%s) ON CONFLICT DO NOTHING",
+                [(s,) for s in symbols],
+            )
+        return len(symbols)

@@ -1,0 +1,192 @@
+"""``sentinel up``, ``sentinel feed``, ``sentinel dataflow``: the live pipeline's processes."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from sentinel.commands.common import (
+    CommandError,
+    console,
+    ensure_recovery_dir,
+    out,
+    run_migrations,
+)
+from sentinel.settings import (
+    Settings,
+    database_url,
+)
+from timescale.embedded import EmbeddedDatabaseError
+
+# -- sentinel up --------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.timescale.status import row_counts
+    from connectors.timescale.tickers import seed_tickers
+    from sentinel.stack import Stack, wait_for_port
+
+    # A shell that starts us in the background makes SIGINT ignored, and Python then
+    # installs no Ctrl-C handler: take both signals explicitly, before any child starts
+    # (children then begin with the default dispositions, not an inherited "ignore").
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    dsn = database_url(settings, start=True)
+    where = "external database (DATABASE_URL)" if settings.database_url else "embedded TimescaleDB"
+    console.print(f"[bold]database[/]: {where}")
+    run_migrations(settings, dsn)
+    if seeded := seed_tickers(dsn, settings.symbol_list):
+        console.print(f"tickers: added {seeded} ({', '.join(settings.symbol_list)})")
+
+    stack = Stack(
+        settings.home_dir / "logs",
+        console,
+        backoff_s=settings.restart_backoff_s,
+        backoff_max_s=settings.restart_backoff_max_s,
+    )
+    bar = args.bar or settings.bar
+    # Children read the same settings; what `up` decided is passed on explicitly.
+    env = {"DATABASE_URL": dsn, "SENTINEL_BAR": bar, "SENTINEL_HOME": str(settings.home_dir)}
+    feed_url = settings.feed_url
+    sentinel = [sys.executable, "-m", "sentinel"]
+    try:
+        if settings.simulate and not settings.finnhub_token:
+            port = settings.sim_port
+            sim = stack.spawn("simulator", [*sentinel, "simulate", "--port", str(port)], env)
+            wait_for_port("127.0.0.1", port, 30, sim)
+            feed_url = f"ws://127.0.0.1:{port}"
+        env["SENTINEL_FEED_URL"] = feed_url
+        stack.spawn("feed", [*sentinel, "feed"], env)
+        workers = str(args.workers or settings.workers)
+        stack.spawn("dataflow", [*sentinel, "dataflow", "-w", workers], env)
+        api_url = _start_api(stack, settings, env)
+        _print_up(dsn, feed_url, bar, stack, api_url, settings)
+        return _supervise(stack, dsn, args.duration, row_counts)
+    finally:
+        stack.stop_all()
+        console.print(
+            "stopped the API, the feed and the dataflow; the database keeps running "
+            "(`sentinel db stop` stops it)"
+        )
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _start_api(stack: Any, settings: Settings, env: dict[str, str]) -> str:
+    from api.serve import uvicorn_command, wait_healthy
+
+    host, port = settings.api_host, settings.api_port
+    api = stack.spawn("api", uvicorn_command(host, port), env)
+    url = f"http://{host}:{port}"
+    wait_healthy(url, 60, api.proc)
+    return url
+
+
+def _print_up(
+    dsn: str, feed_url: str, bar: str, stack: Any, api_url: str, settings: Settings
+) -> None:
+    recovery = settings.recovery_path(bar) if settings.recovery else "off"
+    out.print("[bold green]Stock Sentinel is up[/]")
+    out.print(f"  dashboard {api_url}/")
+    out.print(f"  api       {api_url}  (docs: {api_url}/docs)")
+    out.print(f"  database  {dsn}")
+    out.print(f"  feed      {feed_url}")
+    out.print(f"  journal   {settings.journal_file}")
+    out.print(f"  dataflow  {bar} bars, recovery {recovery}")
+    out.print(f"  logs      {stack.log_dir}")
+    out.print("  stop      Ctrl-C")
+
+
+def _supervise(stack: Any, dsn: str, duration: float | None, counts: Any) -> int:
+    deadline = time.monotonic() + duration if duration else None
+    next_status = time.monotonic() + 5
+    while deadline is None or time.monotonic() < deadline:
+        for event in stack.supervise():
+            headline, _, tail = event.partition("\n")
+            console.print(headline, style="yellow", markup=False, highlight=False)
+            if tail:
+                console.print(tail, style="dim", markup=False, highlight=False)
+        if time.monotonic() >= next_status:
+            next_status += 5
+            with contextlib.suppress(psycopg.Error):
+                c = counts(dsn)
+                out.print("  rows: " + "  ".join(f"{k} {v:,}" for k, v in c.items()))
+        time.sleep(0.2)
+    return 0
+
+
+# -- sentinel feed, sentinel dataflow: the live path's two processes ----------------------
+
+
+def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from connectors.finnhub import FinnhubFeed
+    from connectors.journal import Journal, JournalBusyError
+    from connectors.recorder import FeedRecorder
+    from connectors.timescale.tickers import TickerFollower
+    from dataflows.records import wall_clock_us
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    tickers = None
+    try:
+        tickers = TickerFollower(database_url(settings))
+    except EmbeddedDatabaseError as exc:
+        console.print(f"[yellow]not following the tickers table:[/] {exc}")
+    journal = Journal(settings.journal_file)
+    try:
+        journal.lock_for_writing()
+    except JournalBusyError as exc:
+        raise CommandError(str(exc)) from None
+    token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
+    feed = FinnhubFeed(
+        settings.feed_url,
+        token,
+        settings.symbol_list,
+        tickers,
+        backoff_initial_s=0.5,
+        backoff_max_s=30.0,
+        proxy=None,
+        clock=wall_clock_us,
+        last_seq=journal.last_stamp_us(),
+    )
+    recorder = FeedRecorder(journal, feed, retention_s=settings.journal_retention_h * 3600)
+    console.print(f"feed {settings.feed_url} -> journal {settings.journal_file}")
+    try:
+        recorder.run(stop)
+    finally:
+        journal.close()
+    console.print(f"feed stopped after journaling {recorder.written:,} messages")
+    return 0
+
+
+def cmd_dataflow(args: argparse.Namespace, settings: Settings) -> int:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from sentinel.flows import live_flow
+
+    recovery = None
+    if settings.recovery:
+        directory = settings.recovery_path(settings.bar)
+        ensure_recovery_dir(directory)
+        recovery = RecoveryConfig(directory, timedelta(seconds=settings.backup_interval_s))
+        console.print(f"recovery: {directory}, a snapshot every {settings.snapshot_interval_s:g} s")
+    cli_main(
+        live_flow(settings),
+        workers_per_process=args.workers or settings.workers,
+        epoch_interval=timedelta(seconds=settings.snapshot_interval_s),
+        recovery_config=recovery,
+    )
+    return 0

@@ -1,0 +1,98 @@
+"""``sentinel simulate``, ``evaluate``, ``bench``, ``grafana``."""
+
+from __future__ import annotations
+
+import argparse
+
+from sentinel.commands.common import (
+    CommandError,
+    console,
+    out,
+)
+from sentinel.settings import (
+    Settings,
+    database_url,
+)
+
+# -- sentinel simulate --------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors import simulator_server
+
+    token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
+    simulator_server.run(
+        args.host,
+        args.port,
+        seed=args.seed if args.seed is not None else settings.sim_seed,
+        rate=args.rate or settings.sim_rate,
+        token=token,
+        bad_rate=args.bad_rate,
+    )
+    return 0
+
+
+# -- sentinel evaluate --------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from online_models.sp500 import format_table
+    from sentinel.evaluate import evaluate
+
+    with console.status("replaying the S&P 500 daily series through the dataflow..."):
+        evaluation, flow_seconds = evaluate(burn_in=args.burn_in, garch_refit=args.garch_refit)
+    out.print(format_table(evaluation))
+    out.print(f"\ndataflow: {flow_seconds:.1f} s for the whole series (all models, all outputs)")
+    return 0
+
+
+# -- sentinel bench -----------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from sentinel.bench import run
+
+    dsn = database_url(settings, start=True)
+    result = run(
+        dsn,
+        ticks=args.ticks,
+        echo=lambda m: console.print(f"[dim]bench:[/] {m}"),
+        api=not args.no_api,
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# -- sentinel grafana ---------------------------------------------------------------------
+
+
+def cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    if args.action == "build":
+        from grafana.build import build
+
+        for path in build(args.out):
+            out.print(str(path))
+        return 0
+    from grafana.sync import SyncError, sync
+
+    if not args.url:
+        raise CommandError("grafana sync needs the Grafana URL, e.g. http://localhost:3000")
+    try:
+        report = sync(
+            args.url,
+            token=args.token,
+            user=args.user,
+            password=args.password,
+            env=os.environ,
+            webhook_url=args.webhook_url,
+            force=args.force,
+        )
+    except SyncError as exc:
+        raise CommandError(str(exc)) from exc
+    for line in report.lines():
+        out.print(line)
+    return 0

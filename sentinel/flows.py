@@ -1,0 +1,159 @@
+"""Every dataflow the product runs, built from settings: the one place that wires
+sources, sinks and configuration together.
+
+- :func:`live_flow`: the feed journal into TimescaleDB (``sentinel dataflow``; also
+  ``python -m bytewax.run "sentinel.flows:live_flow()"``);
+- :func:`replay_flow`: a CSV or Parquet file into TimescaleDB (``sentinel replay``);
+- :func:`bench_flow`: prepared batches into TimescaleDB (``sentinel bench``);
+- :func:`memory_flow`: batches into lists in memory (``sentinel evaluate``).
+
+Connectors take plain arguments; this module reads :class:`Settings` to build them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+
+from connectors.memory import ListSink, ListSource
+from connectors.timescale import SPECS, TimescaleSink
+from connectors.timescale.checkpoints import checkpoint_loader
+from connectors.timescale.status import SinkStatusReporter
+from dataflows.alerts import AlertConfig
+from dataflows.analysis import CheckpointConfig
+from dataflows.bars import BarConfig
+from dataflows.metrics import MetricsConfig
+from dataflows.parse import ParseConfig
+from dataflows.records import RawBatch
+from dataflows.ticks import FlowConfig, Sinks, build_flow
+from sentinel.settings import Settings, database_url, get_settings, parse_interval
+
+__all__ = [
+    "bench_flow",
+    "flow_config",
+    "live_flow",
+    "memory_flow",
+    "replay_flow",
+    "timescale_sinks",
+]
+
+log = logging.getLogger(__name__)
+
+SINK_TABLES = {
+    "ticks": "ticks",
+    "rejects": "ticks_rejected",
+    "bars": "bars",
+    "metrics": "bar_metrics",
+    "alerts": "alerts",
+    "forecasts": "forecasts",
+    "scores": "model_scores",
+    "checkpoints": "model_checkpoints",
+}
+"""The table each of the flow's outputs goes to."""
+
+# A file's own clock is its batches' median time, and history may span decades.
+_REPLAY_WINDOW_S = 10 * 365.25 * 86_400
+
+
+def flow_config(
+    settings: Settings, *, live: bool = True, bar_seconds: int | None = None
+) -> FlowConfig:
+    s = settings
+    return FlowConfig(
+        parse=ParseConfig(max_future_s=s.max_future_s, max_past_s=s.max_past_s),
+        bars=BarConfig(bar_seconds or parse_interval(s.bar), s.late_allowance_s, s.price_band),
+        metrics=MetricsConfig(
+            window=s.metrics_window,
+            ewma_lambda=s.ewma_lambda,
+            session_seconds=s.session_hours * 3600,
+            trading_days=s.trading_days,
+            risk_free_rate=s.risk_free_rate,
+        ),
+        alerts=AlertConfig(
+            spike_ratio=s.spike_ratio,
+            rearm_ratio=s.spike_rearm_ratio,
+            baseline_bars=s.spike_baseline_bars,
+            min_history=s.spike_min_history,
+            jump_sigmas=s.jump_sigmas,
+            stale_after_s=s.stale_after_s,
+            stale_calendar=s.stale_calendar,
+        ),
+        checkpoints=CheckpointConfig(s.checkpoint_every_s, s.checkpoint_clock),
+        live=live,
+    )
+
+
+def timescale_sinks(dsn: str, batch_rows: int = 50_000, report_status: bool = True) -> Sinks:
+    reporter = SinkStatusReporter(dsn) if report_status else None
+
+    def sink(table: str) -> TimescaleSink:
+        # Retries at least every 5 s: back within seconds of the database.
+        return TimescaleSink(
+            dsn, SPECS[table], batch_rows=batch_rows, backoff_max_s=5.0, on_write=reporter
+        )
+
+    return Sinks(**{name: sink(table) for name, table in SINK_TABLES.items()})
+
+
+def live_flow(settings: Settings | None = None) -> Dataflow:
+    """The live pipeline: the feed journal (written by ``sentinel feed``) into TimescaleDB."""
+    from connectors.journal import JournalSource
+
+    settings = settings or get_settings()
+    if not logging.getLogger().handlers:  # `python -m bytewax.run` configures none
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    dsn = database_url(settings)
+    config = replace(flow_config(settings), checkpoint_loader=checkpoint_loader(dsn))
+    sinks = timescale_sinks(dsn, settings.sink_batch_rows)
+    return build_flow(JournalSource(settings.journal_file), sinks, config)
+
+
+def replay_flow(
+    settings: Settings,
+    dsn: str,
+    file: Path,
+    *,
+    bar_seconds: int,
+    speed: float | None = None,
+    symbols: Sequence[str] = (),
+    store_ticks: bool = True,
+    on_progress: Callable[[int, int | None], None] | None = None,
+) -> Dataflow:
+    """A file into TimescaleDB, as fast as it reads (``speed`` None) or paced."""
+    from connectors.discard import DiscardSink
+    from connectors.replay import ReplaySource
+
+    config = flow_config(settings, live=False, bar_seconds=bar_seconds)
+    window = ParseConfig(max_future_s=_REPLAY_WINDOW_S, max_past_s=_REPLAY_WINDOW_S)
+    config = replace(config, parse=window)
+    source = ReplaySource(
+        file, speed=speed, symbols=[s.upper() for s in symbols] or None, on_progress=on_progress
+    )
+    sinks = timescale_sinks(dsn, settings.sink_batch_rows)
+    if not store_ticks:
+        sinks = replace(sinks, ticks=DiscardSink())
+    return build_flow(source, sinks, config)
+
+
+def bench_flow(batches: Sequence[RawBatch], dsn: str, config: FlowConfig) -> Dataflow:
+    """Prepared batches into TimescaleDB, every table, no status reporting."""
+    return build_flow(ListSource(batches), timescale_sinks(dsn, report_status=False), config)
+
+
+def memory_flow(batches: Sequence[RawBatch], config: FlowConfig) -> tuple[Dataflow, Sinks]:
+    """Prepared batches into lists in memory: each sink's ``rows`` once the flow has run."""
+    sinks = Sinks(**{name: ListSink() for name in Sinks.__dataclass_fields__})
+    return build_flow(ListSource(batches), sinks, config), sinks
+
+
+def rows_of(sinks: Sinks) -> dict[str, list[Any]]:
+    """What a :func:`memory_flow` wrote, by sink name."""
+    return {name: list(getattr(sinks, name).rows) for name in Sinks.__dataclass_fields__}
