@@ -51,6 +51,7 @@ class FeedState:
 
     connected: bool = False
     last_message_us: int | None = None
+    last_trade_us: int | None = None  # a trade message, not a ping
     reconnects: int = 0
     last_error: str | None = None
 
@@ -188,6 +189,8 @@ class FinnhubFeed:
                 self._last_seq = seq
                 self.inbox.append((seq, text))
                 self.state.last_message_us = now_us
+                if '"trade"' in text:  # a cheap look: the dataflow parses
+                    self.state.last_trade_us = now_us
                 got_messages = True
         except ConnectionClosed as exc:
             return _describe(exc), got_messages
@@ -236,6 +239,7 @@ class FinnhubFeed:
             st.connected,
             sorted(self.wanted),
             st.last_message_us,
+            st.last_trade_us,
             st.reconnects,
             st.last_error,
         )

@@ -5,10 +5,11 @@ per alert instance (text columns become labels, the one numeric column the value
 reduces it to its last value, ``C`` is the threshold and the rule's condition.
 
 No-data and error states are chosen per rule: a query that returns no rows means
-"nothing to watch" (no active tickers, models still warming up, no rejects), so every
-rule treats it as ``OK``. A failing query is reported once, by the stale-feed rule
-(``Error``: Grafana raises a ``DatasourceError`` alert), and ignored by the others so a
-database outage does not page five times.
+"nothing to watch" (no active tickers, models still warming up, no rejects), so those
+rules treat it as ``OK``; the pipeline-down query always returns its one row, so no data
+there means something is broken and it alerts. A failing query is reported once, by the
+stale-feed rule (``Error``: Grafana raises a ``DatasourceError`` alert), and ignored by
+the others so a database outage does not page six times.
 """
 
 from __future__ import annotations
@@ -167,6 +168,66 @@ WHERE t.active
     )
 
 
+PIPELINE_FEED_DOWN = 1
+PIPELINE_DATAFLOW_DOWN = 2
+
+
+def pipeline_down() -> RuleSpec:
+    # The pipeline's own liveness, which no dataflow alert can report: 1 when no feed
+    # process has upserted feed_status (every ~2 s) in the last 60 s, i.e. it is dead or
+    # cannot reach the database; 2 when the feed is connected and got a trade in the
+    # last 60 s but no active ticker has a bar in the last 5 minutes, i.e. the dataflow is
+    # dead or stuck; 0 otherwise. A disconnected feed is the stale-feed rule's business.
+    # One row always, no labels: no data means Grafana could not read it, so alert
+    # (``Alerting``); a failing query is the stale-feed rule's DatasourceError (``OK``).
+    return RuleSpec(
+        uid="sentinel-pipeline-down",
+        title="Pipeline down",
+        sql=f"""
+SELECT CASE
+    WHEN NOT EXISTS (
+        SELECT FROM feed_status
+        WHERE $__timeFilter(updated_at)
+          AND updated_at > $__timeTo()::timestamptz - interval '60 seconds'
+    ) THEN {PIPELINE_FEED_DOWN}
+    WHEN EXISTS (
+        SELECT FROM feed_status
+        WHERE $__timeFilter(updated_at)
+          AND updated_at > $__timeTo()::timestamptz - interval '60 seconds'
+          AND connected
+          AND last_trade_at > $__timeTo()::timestamptz - interval '60 seconds'
+    )
+    AND EXISTS ({ACTIVE})
+    AND NOT EXISTS (
+        SELECT FROM bars b
+        WHERE $__timeFilter(b.time)
+          AND b.time > $__timeTo()::timestamptz - interval '5 minutes'
+          AND b.symbol IN ({ACTIVE})
+    ) THEN {PIPELINE_DATAFLOW_DOWN}
+    ELSE 0
+END AS pipeline_down
+""",
+        window_s=600,
+        threshold=0,
+        for_="2m",
+        severity="critical",
+        summary=(
+            "Pipeline down: {{ if eq $values.B.Value 1.0 }}the feed process stopped "
+            "reporting{{ else }}the dataflow writes no bars{{ end }}"
+        ),
+        description=(
+            "{{ if eq $values.B.Value 1.0 }}No feed process has updated feed_status in the "
+            "last 60 seconds: the feed is down or cannot reach the database."
+            "{{ else }}The feed is connected and received messages in the last 60 seconds, "
+            "but no active ticker has a bar from the last 5 minutes: the dataflow is down "
+            "or stuck.{{ end }} The dataflow's own alerts (stale_feed included) cannot "
+            "fire meanwhile."
+        ),
+        anchor="pipeline-down",
+        no_data="Alerting",
+    )
+
+
 def model_degradation() -> RuleSpec:
     models = ", ".join(f"'{m}'" for m in DEGRADATION_MODELS)
     return RuleSpec(
@@ -228,6 +289,7 @@ RULES = (
     volatility_spike,
     volatility_above_forecast,
     stale_feed,
+    pipeline_down,
     model_degradation,
     rejects_rising,
 )

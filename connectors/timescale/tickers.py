@@ -34,6 +34,7 @@ class FeedStatus(NamedTuple):
     connected: bool
     subscribed: list[str]
     last_message_us: int | None
+    last_trade_us: int | None
     reconnects: int
     last_error: str | None
 
@@ -77,34 +78,33 @@ async def publish_feed_status(conn: psycopg.AsyncConnection[Any], st: FeedStatus
     """Upsert the feed's state into ``feed_status`` (for /health and Grafana).
 
     Best effort: a failure here must never disturb following the tickers."""
-    last = (
-        datetime.fromtimestamp(st.last_message_us / US, tz=timezone.utc)
-        if st.last_message_us
-        else None
-    )
+    params = {
+        **st._asdict(),
+        "last_message_at": _time(st.last_message_us),
+        "last_trade_at": _time(st.last_trade_us),
+    }
     try:
         async with conn.transaction():
             await conn.execute(
                 """INSERT INTO feed_status (source, url, connected, subscribed,
-                       last_message_at, reconnects, last_error, updated_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+                       last_message_at, last_trade_at, reconnects, last_error, updated_at)
+                   VALUES (%(source)s, %(url)s, %(connected)s, %(subscribed)s,
+                       %(last_message_at)s, %(last_trade_at)s, %(reconnects)s,
+                       %(last_error)s, now())
                    ON CONFLICT (source) DO UPDATE SET url = EXCLUDED.url,
                        connected = EXCLUDED.connected, subscribed = EXCLUDED.subscribed,
                        last_message_at = EXCLUDED.last_message_at,
+                       last_trade_at = EXCLUDED.last_trade_at,
                        reconnects = EXCLUDED.reconnects, last_error = EXCLUDED.last_error,
                        updated_at = now()""",
-                [
-                    st.source,
-                    st.url,
-                    st.connected,
-                    st.subscribed,
-                    last,
-                    st.reconnects,
-                    st.last_error,
-                ],
+                params,
             )
     except psycopg.Error as exc:
         log.debug("could not record the feed status: %s", exc)
+
+
+def _time(us: int | None) -> datetime | None:
+    return datetime.fromtimestamp(us / US, tz=timezone.utc) if us else None
 
 
 def seed_tickers(dsn: str, symbols: list[str]) -> int:

@@ -122,9 +122,9 @@ def _status_rows(dsn: str, end: datetime) -> None:
     with psycopg.connect(dsn) as conn:
         conn.execute(
             """INSERT INTO feed_status (source, url, connected, subscribed, last_message_at,
-                   reconnects, last_error, updated_at)
-               VALUES ('finnhub', 'ws://simulator:8765', true, %s, %s, 1, NULL, %s)""",
-            [list(SYMBOLS), end - timedelta(seconds=1), end],
+                   last_trade_at, reconnects, last_error, updated_at)
+               VALUES ('finnhub', 'ws://simulator:8765', true, %s, %s, %s, 1, NULL, %s)""",
+            [list(SYMBOLS), end - timedelta(seconds=1), end - timedelta(seconds=1), end],
         )
         payload = {"status": "firing", "alerts": [{"labels": {"rule_uid": "sentinel-stale-feed"}}]}
         conn.execute(

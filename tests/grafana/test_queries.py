@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from grafana import build
-from grafana.alerts import RULES, RuleSpec
+from grafana.alerts import PIPELINE_DATAFLOW_DOWN, PIPELINE_FEED_DOWN, RULES, RuleSpec
 from grafana.macros import VariableValue, expand
 from tests.grafana.conftest import INACTIVE, STALE_LATE, FilledDb
 
@@ -90,16 +90,23 @@ VARIABLE_QUERIES = [
 ]
 
 
-def _run(dsn: str, sql: str) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
+Result = tuple[list[str], list[str], list[tuple[Any, ...]]]
+
+
+def _run(dsn: str, sql: str) -> Result:
     """Run as Grafana does: the read-only role, in a read-only transaction."""
     with psycopg.connect(dsn) as conn:
         conn.execute("SET ROLE sentinel_grafana")
         conn.execute("SET TRANSACTION READ ONLY")
-        cur = conn.execute(sql)
-        assert cur.description is not None
-        names = [c.name for c in cur.description]
-        types = [_type_name(conn, c.type_code) for c in cur.description]
-        return names, types, cur.fetchall()
+        return _fetch(conn, sql)
+
+
+def _fetch(conn: psycopg.Connection[Any], sql: str) -> Result:
+    cur = conn.execute(sql)
+    assert cur.description is not None
+    names = [c.name for c in cur.description]
+    types = [_type_name(conn, c.type_code) for c in cur.description]
+    return names, types, cur.fetchall()
 
 
 def _type_name(conn: psycopg.Connection[Any], oid: int) -> str:
@@ -211,7 +218,27 @@ def _evaluate(dsn: str, sql: str, window_s: int, now: datetime) -> dict[tuple[st
     """Run a rule's query A; its instances (label values) and their values."""
     expanded = _expand_rule(sql, window_s, now)
     assert "$" not in expanded
-    _, types, rows = _run(dsn, expanded)
+    return _instances(_run(dsn, expanded))
+
+
+def _evaluate_changed(
+    dsn: str, spec: RuleSpec, now: datetime, changes: tuple[str, ...], params: dict[str, Any]
+) -> dict[tuple[str, ...], float]:
+    """:func:`_evaluate`, after ``changes`` in a transaction rolled back afterwards: other
+    tests never see them."""
+    expanded = _expand_rule(spec.sql, spec.window_s, now)
+    assert "$" not in expanded
+    with psycopg.connect(dsn) as conn:
+        for change in changes:
+            conn.execute(change, params)
+        conn.execute("SET LOCAL ROLE sentinel_grafana")
+        result = _fetch(conn, expanded)
+        conn.rollback()
+    return _instances(result)
+
+
+def _instances(result: Result) -> dict[tuple[str, ...], float]:
+    _, types, rows = result
     numeric = [i for i, t in enumerate(types) if t in NUMERIC]
     assert len(numeric) == 1, "one numeric column: the value"
     assert all(t in TEXT for i, t in enumerate(types) if i not in numeric), "labels are text"
@@ -291,6 +318,68 @@ def test_rejects_rule_compares_the_last_minutes_with_the_hour(filled_db: FilledD
     instances = _evaluate(filled_db.dsn, spec.sql, spec.window_s, filled_db.now)
     # 4 rejects in each of the last 4 minutes, 12 in the 55 before (floored at 1/min).
     assert instances[("finnhub",)] == pytest.approx((4 * 4 + 1) / 5 / 1.0)
+
+
+PIPELINE = "sentinel-pipeline-down"
+# The live feed reporting itself (dis)connected, with a trade, just before %(at)s.
+FEED_ALIVE = """UPDATE feed_status SET connected = %(connected)s,
+    updated_at = %(at)s::timestamptz - interval '2 seconds',
+    last_message_at = %(at)s::timestamptz - interval '1 second',
+    last_trade_at = %(at)s::timestamptz - interval '1 second'"""
+FEED_SILENT_SINCE = "UPDATE feed_status SET updated_at = %(at)s::timestamptz - %(ago)s"
+
+
+def _pipeline(filled: FilledDb, at: datetime, *changes: str, **params: Any) -> float:
+    """The pipeline-down rule's value at ``at``, after ``changes`` (rolled back)."""
+    spec = _spec(PIPELINE)
+    if changes:
+        instances = _evaluate_changed(filled.dsn, spec, at, changes, {"at": at, **params})
+    else:
+        instances = _evaluate(filled.dsn, spec.sql, spec.window_s, at)
+    assert set(instances) == {()}, "one instance, without labels"
+    return instances[()]
+
+
+def test_pipeline_down_rule_is_quiet_while_the_pipeline_runs(filled_db: FilledDb) -> None:
+    # Just after the run: feed_status updated at its end, bars up to its last seconds.
+    end = filled_db.now
+    for at in (end, filled_db.ready, end + timedelta(seconds=59)):
+        assert _pipeline(filled_db, at) == 0, at
+    # The feed still reporting, the newest bars not yet 5 minutes old.
+    at = end + timedelta(minutes=4)
+    assert _pipeline(filled_db, at, FEED_ALIVE, connected=True) == 0
+
+
+def test_pipeline_down_rule_fires_when_the_feed_stops_reporting(filled_db: FilledDb) -> None:
+    spec = _spec(PIPELINE)
+    at = filled_db.ready
+    silent = _pipeline(filled_db, at, FEED_SILENT_SINCE, ago=timedelta(seconds=61))
+    assert silent == PIPELINE_FEED_DOWN > spec.threshold
+    assert _pipeline(filled_db, at, FEED_SILENT_SINCE, ago=timedelta(seconds=30)) == 0
+    assert _pipeline(filled_db, at, "DELETE FROM feed_status") == PIPELINE_FEED_DOWN
+    # Nothing has updated it since the run: two minutes after, the feed is down.
+    assert _pipeline(filled_db, filled_db.now + timedelta(minutes=2)) == PIPELINE_FEED_DOWN
+
+
+def test_pipeline_down_rule_fires_when_the_feed_runs_but_no_bars_come(
+    filled_db: FilledDb,
+) -> None:
+    spec = _spec(PIPELINE)
+    newest = "SELECT max(time) FROM bars WHERE symbol = ANY(%s)"
+    with psycopg.connect(filled_db.dsn) as conn:
+        row = conn.execute(newest, [list(filled_db.symbols)]).fetchone()
+    assert row is not None
+    assert filled_db.now - timedelta(seconds=30) <= row[0] <= filled_db.now
+    at = filled_db.now + timedelta(minutes=10)
+    stuck = _pipeline(filled_db, at, FEED_ALIVE, connected=True)
+    assert stuck == PIPELINE_DATAFLOW_DOWN > spec.threshold
+    at = row[0] + timedelta(minutes=5, seconds=1)
+    assert _pipeline(filled_db, at, FEED_ALIVE, connected=True) == PIPELINE_DATAFLOW_DOWN
+    # A disconnected feed explains the missing bars: the stale-feed rule's business.
+    assert _pipeline(filled_db, at, FEED_ALIVE, connected=False) == 0
+    # No active ticker: no bars are expected.
+    deactivate = "UPDATE tickers SET active = false"
+    assert _pipeline(filled_db, at, FEED_ALIVE, deactivate, connected=True) == 0
 
 
 def _spec(uid: str) -> RuleSpec:

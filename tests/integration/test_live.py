@@ -41,6 +41,8 @@ def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path
                     " FROM feed_status WHERE source = 'finnhub'"
                 ).fetchone()
             assert feed == (True, ["AAPL", "MSFT"], True), "the feed reports its state"
+            trade_age = "SELECT extract(epoch FROM now() - last_trade_at) FROM feed_status"
+            assert 0 <= scalar(db, trade_age) < 10, "and when it last received a trade"
             assert scalar(db, "SELECT count(*) FROM bar_metrics WHERE symbol = 'MSFT'") >= 1
 
             stop(sim, signal.SIGKILL)
