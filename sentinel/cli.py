@@ -27,7 +27,9 @@ from timescale.embedded import EmbeddedDatabaseError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sentinel", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="sentinel", description="Stock Sentinel: real-time stock analytics on TimescaleDB."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
