@@ -86,7 +86,7 @@ class FeedRecorder:
         except sqlite3.Error as exc:
             log.warning("journal write failed (%s); %d entries kept", exc, len(self._pending))
             return
-        self.written += len(messages)
+        self.written += sum(1 for _, kind, _ in self._pending if kind == MESSAGE)
         self._pending = []
         self._last_write_us = now
 
