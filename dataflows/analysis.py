@@ -17,10 +17,18 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from dataflows.alerts import AlertConfig, VolatilityAlerts
-from dataflows.bars import Clock
 from dataflows.config import CheckpointConfig  # re-exported: the step and its configuration
 from dataflows.metrics import MetricsConfig, MetricsState
-from dataflows.records import US, Alert, Bar, Forecast, Metrics, ModelCheckpoint, ModelScore
+from dataflows.records import (
+    US,
+    Alert,
+    Bar,
+    Clock,
+    Forecast,
+    Metrics,
+    ModelCheckpoint,
+    ModelScore,
+)
 from online_models import ModelConfig, SymbolModels
 from online_models.checkpoint import PIPELINE_MODEL as PIPELINE_ROW
 from online_models.checkpoint import CheckpointError, decode, encode

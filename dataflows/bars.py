@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -45,12 +45,6 @@ from dataflows.records import US, Bar, Reject, Tick
 UTC_MIN_US = -(2**62)
 BAND_WINDOW = 15  # trades in the price band's median
 _BAND_EVERY = 8  # the median is recomputed every this many trades
-Clock = Callable[[], int]  # microseconds since the epoch
-
-
-def frozen_clock() -> int:
-    """A clock that never moves: replays advance the watermark by event time only."""
-    return 0
 
 
 @dataclass

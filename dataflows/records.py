@@ -8,15 +8,25 @@ hot path. Sinks turn them into ``TIMESTAMPTZ``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 US = 1_000_000  # microseconds per second
 
 
+Clock = Callable[[], int]
+"""A clock in this module's time unit (microseconds since the Unix epoch)."""
+
+
 def wall_clock_us() -> int:
     """The wall clock in this module's time unit: microseconds since the Unix epoch."""
     return time.time_ns() // 1000
+
+
+def frozen_clock() -> int:
+    """A clock that never moves: a replay has no wall time of its own (its watermarks
+    follow event time; a ``system`` checkpoint clock never fires)."""
+    return 0
 
 
 def pg_safe(s: str) -> bool:

@@ -25,10 +25,10 @@ from dataflows.analysis import (
     CheckpointConfig,
     CheckpointLoader,
 )
-from dataflows.bars import BarConfig, BarEvent, BarLogic, BarState, Clock, frozen_clock
+from dataflows.bars import BarConfig, BarEvent, BarLogic, BarState
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig, Parsed, TickChunk, arrival_us, parse_batch
-from dataflows.records import Alert, RawBatch, Reject, wall_clock_us
+from dataflows.records import Alert, Clock, RawBatch, Reject, frozen_clock, wall_clock_us
 from online_models import ModelConfig
 
 
