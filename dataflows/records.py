@@ -7,9 +7,10 @@ hot path. Sinks turn them into ``TIMESTAMPTZ``.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 US = 1_000_000  # microseconds per second
 
@@ -98,7 +99,8 @@ class RowBlock(NamedTuple):
 
 
 class Tick(NamedTuple):
-    """One valid trade."""
+    """One valid trade. ``extended``: outside its calendar's regular session (pre-market,
+    after hours), or marked so by the feed's trade conditions."""
 
     time_us: int
     symbol: str
@@ -106,6 +108,7 @@ class Tick(NamedTuple):
     size: float
     seq: int
     conditions: str | None
+    extended: bool = False
 
 
 class Reject(NamedTuple):
@@ -199,3 +202,47 @@ class ModelCheckpoint(NamedTuple):
     bars_seen: int
     state: bytes
     metrics: dict[str, float | None]
+
+
+class SessionEvent(NamedTuple):
+    """A symbol's session opening or closing (``event``), for ``session_events``:
+    ``time_us`` is the calendar's open or close time."""
+
+    time_us: int
+    symbol: str
+    event: str
+    session_date: dt.date
+    calendar: str
+
+
+class DailySummary(NamedTuple):
+    """One symbol's regular session, for ``daily_summary``, written at its close.
+
+    ``realized_vol`` is the square root of the sum of the session's squared intraday bar
+    log returns, ``realized_vol_ann`` that times the square root of the calendar's
+    sessions per year; ``sharpe`` is the annualized Sharpe ratio of those returns;
+    ``overnight_return`` the log return from the previous close to this session's first
+    trade. ``alerts`` counts the session's alerts by kind; ``model_scores`` holds each
+    model's mean scores over the session with the EWMA's and the zero forecast's beside
+    them (see :mod:`dataflows.trading_day`).
+    """
+
+    session_date: dt.date
+    symbol: str
+    calendar: str
+    open_us: int
+    close_us: int
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    volume: float
+    vwap: float | None
+    trades: int
+    bars: int
+    realized_vol: float | None
+    realized_vol_ann: float | None
+    sharpe: float | None
+    overnight_return: float | None
+    alerts: dict[str, int]
+    model_scores: dict[str, Any]

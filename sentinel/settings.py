@@ -71,6 +71,36 @@ class Settings(BaseSettings):
         default=24.0, gt=0, description="Keep processed journal entries this long (hours)."
     )
 
+    # -- the trading day ---------------------------------------------------------------
+    calendar: str = Field(
+        default="XNYS",
+        description="Market calendar (an exchange_calendars code, or 24/7) of tickers added "
+        "without one and of replayed symbols not in `tickers`.",
+    )
+    calendar_override: str = Field(
+        default="",
+        description="Treat every symbol as on this calendar, whatever `tickers` says "
+        "(`sentinel up`'s demo sets 24/7 unless run with --sessions).",
+    )
+    extended_hours_in_bars: bool = Field(
+        default=False,
+        description="Trades outside the regular session enter bars (they are always stored).",
+    )
+    archive_uri: str | None = Field(
+        default=None,
+        description="End-of-day Parquet archive: a directory or a pyarrow filesystem URI "
+        "such as s3://bucket/prefix (default: $SENTINEL_HOME/archive).",
+    )
+    ticks_retention_days: float = Field(
+        default=90.0,
+        ge=0,
+        description="Drop `ticks` chunks older than this many days once archived and "
+        "verified (0: never). Apache-only servers; community servers use migration 0004.",
+    )
+    archive_every_s: float = Field(
+        default=600.0, gt=0, description="`sentinel up`: archive and retention interval."
+    )
+
     # -- dataflow ----------------------------------------------------------------------
     # The defaults are the configuration dataclasses' own (dataflows.config).
     bar: str = Field(
@@ -81,8 +111,6 @@ class Settings(BaseSettings):
     max_past_s: float = _PARSE.max_past_s
     metrics_window: int = _METRICS.window
     ewma_lambda: float = _METRICS.ewma_lambda
-    session_hours: float = _METRICS.session_seconds / 3600
-    trading_days: float = _METRICS.trading_days
     risk_free_rate: float = _METRICS.risk_free_rate
     spike_ratio: float = _ALERTS.spike_ratio
     spike_rearm_ratio: float = _ALERTS.rearm_ratio
@@ -90,7 +118,6 @@ class Settings(BaseSettings):
     spike_min_history: int = _ALERTS.min_history
     jump_sigmas: float = _ALERTS.jump_sigmas
     stale_after_s: float = _ALERTS.stale_after_s
-    stale_calendar: str = _ALERTS.stale_calendar
     sink_batch_rows: int = 50_000
     checkpoint_every_s: float = Field(
         default=_CHECKPOINTS.every_s, description="Model checkpoint interval."
@@ -173,7 +200,7 @@ class Settings(BaseSettings):
     dashboard_time_zone: str | None = Field(
         default=None,
         description="IANA time zone of the dashboard's times (default: the time zone of "
-        "SENTINEL_STALE_CALENDAR's market; UTC for 'always').",
+        "SENTINEL_CALENDAR's market; UTC for 24/7).",
     )
 
     @field_validator("grafana_db_password")
@@ -196,6 +223,13 @@ class Settings(BaseSettings):
         if v is not None and len(v.get_secret_value().strip()) < 8:
             raise ValueError("is too short; use at least 8 characters")
         return cls._no_placeholder(v)
+
+    @field_validator("calendar", "calendar_override")
+    @classmethod
+    def _known_calendar(cls, v: str) -> str:
+        from dataflows.sessions import normalize
+
+        return normalize(v) if v.strip() else ""
 
     @field_validator("dashboard_time_zone")
     @classmethod
@@ -231,6 +265,11 @@ class Settings(BaseSettings):
     @property
     def journal_file(self) -> Path:
         return self.journal_path or self.home_dir / "journal" / "feed.sqlite3"
+
+    @property
+    def archive_location(self) -> str:
+        """Where the end-of-day archive goes: ``archive_uri``, or a directory in the home."""
+        return self.archive_uri or str(self.home_dir / "archive")
 
     def recovery_path(self, bar: str) -> Path:
         """Recovery state is kept per bar length: bars of another length cannot resume it."""

@@ -14,11 +14,13 @@ from typing import Any, NamedTuple
 from dataflows.records import (
     Alert,
     Bar,
+    DailySummary,
     Forecast,
     Metrics,
     ModelCheckpoint,
     ModelScore,
     Reject,
+    SessionEvent,
     Tick,
 )
 
@@ -92,6 +94,7 @@ TICKS = _spec(
         ("size", "size", "float8"),
         ("seq", "seq", "int8"),
         ("conditions", "conditions", "text"),
+        ("extended", "extended", "bool"),
     ],
     Tick,
 )
@@ -199,6 +202,44 @@ MODEL_CHECKPOINTS = _spec(
     ],
     ModelCheckpoint,
 )
+SESSION_EVENTS = _spec(
+    "session_events",
+    ("symbol", "time", "event"),
+    [
+        ("time", "time_us", TIME),
+        ("symbol", "symbol", "text"),
+        ("event", "event", "text"),
+        ("session_date", "session_date", "date"),
+        ("calendar", "calendar", "text"),
+    ],
+    SessionEvent,
+)
+DAILY_SUMMARY = _spec(
+    "daily_summary",
+    ("symbol", "session_date"),
+    [
+        ("session_date", "session_date", "date"),
+        ("symbol", "symbol", "text"),
+        ("calendar", "calendar", "text"),
+        ("open_time", "open_us", TIME),
+        ("close_time", "close_us", TIME),
+        ("open", "open", "float8"),
+        ("high", "high", "float8"),
+        ("low", "low", "float8"),
+        ("close", "close", "float8"),
+        ("volume", "volume", "float8"),
+        ("vwap", "vwap", "float8"),
+        ("trades", "trades", "int4"),
+        ("bars", "bars", "int4"),
+        ("realized_vol", "realized_vol", "float8"),
+        ("realized_vol_ann", "realized_vol_ann", "float8"),
+        ("sharpe", "sharpe", "float8"),
+        ("overnight_return", "overnight_return", "float8"),
+        ("alerts", "alerts", "jsonb"),
+        ("model_scores", "model_scores", "jsonb"),
+    ],
+    DailySummary,
+)
 
 SPECS: dict[str, TableSpec] = {
     s.table: s
@@ -211,6 +252,8 @@ SPECS: dict[str, TableSpec] = {
         FORECASTS,
         MODEL_SCORES,
         MODEL_CHECKPOINTS,
+        SESSION_EVENTS,
+        DAILY_SUMMARY,
     )
 }
 """Every spec, by table name."""

@@ -1,0 +1,157 @@
+"""Market sessions: when each calendar's market is open, from ``exchange_calendars``.
+
+A ticker's calendar is an ``exchange_calendars`` code (``XNYS``, ``XLON``, ...) or
+``24/7`` (exchange_calendars' own calendar of UTC days, for markets that never close).
+Sessions, holidays and early closes all come from ``exchange_calendars``; this module
+only turns a calendar's schedule into arrays of integer microseconds, because the
+dataflow asks "which session is this trade in?" for every chunk of trades and
+``exchange_calendars``' own lookups (pandas) cost tens of microseconds each.
+
+A session is ``[open, close)``; lunch breaks (Hong Kong, Tokyo) count as open. The
+session's ``date`` is the exchange's label for it (the local trading date). Trades
+outside every session are "extended hours" (pre-market, after hours).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import NamedTuple
+
+import numpy as np
+
+from dataflows.records import US
+
+ALWAYS = "24/7"
+DEFAULT_CALENDAR = "XNYS"
+_ALIASES = {"always": ALWAYS, "24x7": ALWAYS}
+_COMMON = {ALWAYS, "XNYS", "XNAS", "XLON"}
+# The span every calendar is loaded for: replays of old history and years ahead.
+_FIRST, _LAST = "1990-01-01", "2035-12-31"
+
+
+class UnknownCalendar(ValueError):
+    """A name that is not an ``exchange_calendars`` code nor ``24/7``."""
+
+
+class Session(NamedTuple):
+    """One trading session of a calendar: ``[open_us, close_us)``, labelled ``date``."""
+
+    calendar: str
+    date: dt.date
+    open_us: int
+    close_us: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.close_us - self.open_us) / US
+
+    def contains(self, t_us: int) -> bool:
+        return self.open_us <= t_us < self.close_us
+
+
+def normalize(name: str) -> str:
+    """The canonical spelling of a calendar name, or :class:`UnknownCalendar`.
+
+    >>> normalize("xnys"), normalize("always"), normalize("24/7")
+    ('XNYS', '24/7', '24/7')
+    """
+    key = name.strip()
+    if key.lower() in _ALIASES:
+        return _ALIASES[key.lower()]
+    if key.upper() in _COMMON:  # no need to import exchange_calendars (about 1 s)
+        return key.upper()
+    names = _names()
+    canonical = names.get(key.upper())
+    if canonical is None:
+        raise UnknownCalendar(
+            f"unknown market calendar {name!r}: use an exchange_calendars code "
+            f"such as XNYS, XLON or XTKS, or {ALWAYS!r} for a market that never closes"
+        )
+    return canonical
+
+
+@functools.cache
+def _names() -> dict[str, str]:
+    import exchange_calendars as xcals
+
+    return {n.upper(): n for n in xcals.get_calendar_names(include_aliases=True)}
+
+
+def calendar_names() -> list[str]:
+    """Every calendar code accepted (aliases included), sorted."""
+    return sorted(_names().values())
+
+
+class MarketCalendar:
+    """One calendar's sessions as sorted arrays of microseconds, for fast lookups."""
+
+    def __init__(self, name: str):
+        import exchange_calendars as xcals
+
+        self.name = normalize(name)
+        cal = xcals.get_calendar(self.name, start=_FIRST, end=_LAST)
+        self.tz = str(cal.tz)
+        schedule = cal.schedule
+        self.opens = _us(schedule["open"])
+        self.closes = _us(schedule["close"])
+        self.dates = [d.date() for d in schedule.index]
+        years = np.array([d.year for d in self.dates])
+        uniq, counts = np.unique(years, return_counts=True)
+        self._per_year = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+
+    def __repr__(self) -> str:
+        return f"MarketCalendar({self.name!r})"
+
+    def _session(self, i: int) -> Session:
+        return Session(self.name, self.dates[i], int(self.opens[i]), int(self.closes[i]))
+
+    def _check(self, i: int, t_us: int) -> None:
+        if i >= len(self.closes) or t_us < self.opens[0]:
+            raise ValueError(f"{t_us} us is outside the {self.name} calendar ({_FIRST} to {_LAST})")
+
+    def session_at(self, t_us: int) -> Session | None:
+        """The session open at ``t_us``, or ``None`` when the market is closed."""
+        i = int(np.searchsorted(self.closes, t_us, side="right"))
+        self._check(i, t_us)
+        return self._session(i) if self.opens[i] <= t_us else None
+
+    def next_session(self, t_us: int) -> Session:
+        """The session open at ``t_us``, or else the next one to open."""
+        i = int(np.searchsorted(self.closes, t_us, side="right"))
+        self._check(i, t_us)
+        return self._session(i)
+
+    def following(self, session: Session) -> Session:
+        """The session after ``session``."""
+        return self.next_session(session.close_us)
+
+    def previous(self, session: Session) -> Session | None:
+        """The session before ``session``, or ``None`` at the start of the calendar."""
+        i = int(np.searchsorted(self.closes, session.open_us, side="right")) - 1
+        return self._session(i) if i >= 0 else None
+
+    def sessions_per_year(self, date: dt.date) -> int:
+        """Trading sessions in ``date``'s calendar year: what annualizes a daily figure."""
+        return int(self._per_year.get(date.year, 252))
+
+    def bars_per_year(self, session: Session, bar_seconds: float) -> float:
+        """Bars of ``bar_seconds`` in a year of sessions as long as ``session`` (a bar
+        at least a session long counts once a day)."""
+        per_day = max(1.0, session.seconds / bar_seconds)
+        return self.sessions_per_year(session.date) * per_day
+
+
+def _us(column: object) -> np.ndarray:
+    values = np.asarray(column, dtype="datetime64[us]")
+    return values.astype(np.int64)
+
+
+@functools.cache
+def market_calendar(name: str) -> MarketCalendar:
+    """The calendar called ``name`` (loaded once per process, about 0.4 s for XNYS), or
+    :class:`UnknownCalendar`."""
+    canonical = normalize(name)
+    if canonical != name:
+        return market_calendar(canonical)
+    return MarketCalendar(canonical)
