@@ -26,11 +26,12 @@ from psycopg_pool import PoolClosed, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from api.schemas import SYMBOL_RULE, ErrorOut
+from api.schemas import DATE_PATTERN, SYMBOL_RULE, ErrorOut
 
 log = logging.getLogger(__name__)
 
 TIME_PARAMS = {"start", "end", "since", "until"}
+TIME_EXAMPLE = "ISO 8601, e.g. 2024-05-01T13:30:00Z"
 ECHO_CHARS = 64  # of a value echoed in a message
 TEXT_CHARS = 2000  # of any string in an error answer
 MAX_ERRORS = 10  # validation errors described; the rest are counted
@@ -147,7 +148,9 @@ def describe_validation(errors: Sequence[Any]) -> str:
         if name == "symbol" and err.get("type") in {"string_pattern_mismatch", "string_too_long"}:
             msg = f"bad symbol {echo(err.get('input'))}: {SYMBOL_RULE}"
         elif name in TIME_PARAMS and err.get("type") == "string_pattern_mismatch":
-            msg = f"bad time {echo(err.get('input'))}: expected ISO 8601, e.g. 2024-05-01T13:30:00Z"
+            dates = (err.get("ctx") or {}).get("pattern") == DATE_PATTERN
+            expected = "YYYY-MM-DD, e.g. 2024-07-01" if dates else TIME_EXAMPLE
+            msg = f"bad {'date' if dates else 'time'} {echo(err.get('input'))}: expected {expected}"
         sentences.append(f"{_where(loc)}: {msg}")
     if len(errors) > MAX_ERRORS:
         sentences.append(f"and {len(errors) - MAX_ERRORS} more")

@@ -34,7 +34,9 @@ from api.routes import (
     models,
     prometheus,
     runbook,
+    sessions,
     stream,
+    summary,
     tickers,
 )
 from api.schemas import ErrorOut
@@ -46,7 +48,8 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Stock Sentinel's HTTP API: bars, metrics, forecasts, models and alerts from TimescaleDB,
-the tickers the live dataflow follows, live updates (`/stream`) and Prometheus metrics.
+the tickers the live dataflow follows and their markets' sessions, daily summaries, live
+updates (`/stream`) and Prometheus metrics.
 
 Times are ISO 8601 in UTC. Every error is JSON: `{"error": "<what is wrong>", "detail": ...}`.
 Request bodies are JSON (`Content-Type: application/json`), at most `SENTINEL_API_MAX_BODY_BYTES`.
@@ -107,6 +110,8 @@ WRITE_METHODS = {"post", "put", "patch", "delete"}
 ROUTERS = (
     health.router,
     tickers.router,
+    sessions.router,
+    summary.router,
     bars.router,
     bar_metrics.router,
     forecasts.router,
@@ -156,7 +161,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.request_metrics)

@@ -15,14 +15,14 @@ Contract for time-series endpoints (``/bars``, ``/metrics``, forecast history):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query
 
 from api.errors import bad_request
 from api.queries.series import Window
-from api.schemas import STREAM_KINDS, SYMBOL_PATTERN, SYMBOL_RULE, Order
+from api.schemas import DATE_PATTERN, STREAM_KINDS, SYMBOL_PATTERN, SYMBOL_RULE, Order
 from sentinel.settings import Settings, parse_interval
 
 MAX_INTERVAL_S = 31 * 86_400
@@ -49,6 +49,12 @@ def time_query(description: str) -> Any:
     )
 
 
+def date_query(description: str) -> Any:
+    return Query(pattern=DATE_PATTERN, description=description, examples=["2024-07-01"])
+
+
+FirstDate = Annotated[str | None, date_query("First session date, inclusive (YYYY-MM-DD).")]
+LastDate = Annotated[str | None, date_query("Last session date, inclusive (YYYY-MM-DD).")]
 TimeText = Annotated[str | None, time_query("A time (ISO 8601; no offset = UTC).")]
 Start = Annotated[str | None, time_query("Range start, inclusive (ISO 8601; no offset = UTC).")]
 End = Annotated[str | None, time_query("Range end, exclusive (ISO 8601; no offset = UTC).")]
@@ -78,6 +84,23 @@ def to_utc(name: str, text: str | None) -> datetime | None:
         raise bad_request(
             f"invalid request: query parameter '{name}': bad time {text!r}: {exc}"
         ) from None
+
+
+def to_date(name: str, text: str | None) -> date | None:
+    """A ``YYYY-MM-DD`` query parameter as a date (a 422 for one that does not exist)."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise bad_request(
+            f"invalid request: query parameter '{name}': bad date {text!r}: {exc}"
+        ) from None
+
+
+def check_dates(first: date | None, last: date | None) -> None:
+    if first is not None and last is not None and first > last:
+        raise bad_request(f"start ({first.isoformat()}) is after end ({last.isoformat()})")
 
 
 def check_limit(settings: Settings, limit: int | None) -> int:

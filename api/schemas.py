@@ -6,10 +6,18 @@ empty (or that are not finite) are ``null``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    StringConstraints,
+)
 
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.:_^=-]{0,31}$"
 SYMBOL_RULE = (
@@ -22,6 +30,7 @@ Symbol = Annotated[
     AfterValidator(str.upper),
     Field(description=f"Ticker symbol, e.g. AAPL or BINANCE:BTCUSDT ({SYMBOL_RULE})."),
 ]
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 Order = Literal["asc", "desc"]
 Target = Literal["return", "volatility"]
 StreamKind = Literal["bar", "forecast", "alert"]
@@ -85,10 +94,35 @@ class HealthOut(BaseModel):
 # -- tickers -------------------------------------------------------------------------------
 
 
+CALENDAR_RULE = (
+    "an exchange_calendars code such as XNYS, XNAS, XLON or XTKS (case-insensitive), "
+    "or 24/7 for a market that never closes"
+)
+Calendar = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=32),
+    Field(description=f"Market calendar: {CALENDAR_RULE}.", examples=["XNYS", "24/7"]),
+]
+
+
 class TickerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     symbol: Symbol
+    calendar: Calendar | None = Field(
+        default=None,
+        description=f"Market calendar ({CALENDAR_RULE}); default `SENTINEL_CALENDAR` for a "
+        "new ticker, unchanged for one already there.",
+    )
+
+
+class TickerPatch(BaseModel):
+    """What to change of a ticker: at least one field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calendar: Calendar | None = None
+    active: StrictBool | None = Field(default=None, description="Follow it (or stop).")
 
 
 class TickerOut(BaseModel):
@@ -96,6 +130,91 @@ class TickerOut(BaseModel):
     active: bool
     added_at: datetime
     updated_at: datetime
+    calendar: str = Field(description="The ticker's market calendar (`tickers.calendar`).")
+    effective_calendar: str = Field(
+        description="The calendar the pipeline follows for it: `calendar`, unless "
+        "`SENTINEL_CALENDAR_OVERRIDE` is set (the demo runs every symbol 24/7)."
+    )
+    open_now: bool | None = Field(
+        description="Its market (`calendar`) is in a regular session now (null: a "
+        "calendar this API does not know)."
+    )
+    next_open: datetime | None = Field(description="When its market next opens.")
+    next_close: datetime | None = Field(
+        description="When its market next closes: the current session's close while open."
+    )
+
+
+# -- the trading day -----------------------------------------------------------------------
+
+
+class DailySummaryOut(BaseModel):
+    """One `daily_summary` row: a symbol's regular session, written at its close."""
+
+    session_date: date = Field(description="The exchange's date of the session.")
+    calendar: str
+    open_time: datetime = Field(description="The session's open.")
+    close_time: datetime = Field(description="The session's close.")
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    volume: float
+    vwap: float | None
+    trades: int
+    bars: int
+    realized_vol: float | None = Field(description="Of the session's bar log returns.")
+    realized_vol_ann: float | None
+    sharpe: float | None = Field(description="Of the session's bar returns, annualized.")
+    overnight_return: float | None = Field(
+        description="Log return from the previous close to this session's first trade."
+    )
+    alerts: dict[str, int] = Field(description="The session's alerts, counted by kind.")
+    model_scores: dict[str, Any] = Field(description="Each model's mean scores in the session.")
+
+
+class SummaryOut(BaseModel):
+    symbol: str
+    order: Order
+    count: int
+    sessions: list[DailySummaryOut]
+
+
+class SessionOut(BaseModel):
+    session_date: date = Field(description="The exchange's date of the session.")
+    open: datetime
+    close: datetime
+    hours: float = Field(description="Its length in hours (shorter on an early close).")
+
+
+class SessionEventOut(BaseModel):
+    """A `session_events` row: the pipeline saw a session open or close."""
+
+    time: datetime
+    event: Literal["open", "close"]
+    session_date: date
+    calendar: str
+
+
+class SessionsOut(BaseModel):
+    symbol: str
+    calendar: str = Field(description="The ticker's market calendar (default if no ticker).")
+    effective_calendar: str = Field(
+        description="The calendar the pipeline follows: `calendar` unless "
+        "`SENTINEL_CALENDAR_OVERRIDE` is set."
+    )
+    time_zone: str = Field(description="The market's IANA time zone.")
+    time: datetime = Field(description="The server's clock, which the rest is relative to.")
+    local_date: date = Field(description="Today's date in the market's time zone.")
+    open_now: bool
+    today: SessionOut | None = Field(
+        description="The session open now, or today's before its open or after its close; "
+        "null on a day without one (a weekend, a holiday)."
+    )
+    next: SessionOut = Field(description="The next session to open.")
+    last_event: SessionEventOut | None = Field(
+        description="The newest `session_events` row of the symbol, if any."
+    )
 
 
 # -- bars and metrics ----------------------------------------------------------------------

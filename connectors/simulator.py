@@ -10,9 +10,14 @@ Each symbol's trades follow a small but realistic model, generated in event time
   Poisson);
 - sizes are heavy-tailed (Pareto), whole shares, at least one;
 - prices start from a realistic level for well-known tickers and from a stable
-  hash-derived level otherwise, and are rounded to cents.
+  hash-derived level otherwise, and are rounded to cents;
+- a symbol may follow a market calendar (:class:`MarketHours`): full rate in the regular
+  session, a tenth of it (``SimParams.extended_rate``) in the extended hours around it,
+  flagged with Finnhub's Form T condition, and nothing at night, at weekends and on
+  holidays; its price then moves in trading time (volatility scales with the rate), so
+  a closed night adds no variance. Without a calendar a symbol trades around the clock.
 
-A symbol's stream depends only on ``(seed, symbol, start time)``: its random numbers come
+A symbol's stream depends only on ``(seed, symbol, start time, calendar)``: its random numbers come
 from its own numpy ``Generator`` seeded by the seed, a stable hash of the symbol and the
 time it was added, and it is generated in fixed blocks of event time, so neither the
 other symbols nor the way :meth:`TickGenerator.advance` is called change it.
@@ -25,30 +30,37 @@ possible (a replay of simulated history) or paced by the wall clock (a live feed
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from operator import itemgetter
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from typing_extensions import override
 
 from dataflows.records import US, RawBatch, RowBlock, wall_clock_us
+from dataflows.sessions import ALWAYS, market_calendar, normalize
 
 __all__ = [
+    "EXTENDED_HOURS_CONDITION",
+    "ODD_LOT_CONDITION",
+    "MarketHours",
     "SimParams",
     "SimulatorSource",
     "Spike",
     "TickGenerator",
     "Trade",
     "finnhub_trade_message",
+    "market_hours",
     "start_price",
     "trade_json",
     "wall_clock_us",
@@ -87,8 +99,15 @@ KNOWN_SYMBOLS: Mapping[str, tuple[float, float]] = {
     "DIA": (390.0, 0.5),
 }
 
+# Finnhub's US trade condition codes, as its websocket sends them: every trade carries
+# "1"; a trade under a round lot of 100 shares adds "12" (odd lot); a trade outside the
+# regular session adds "24" (Form T, extended hours) before it, e.g. ["1", "24", "12"].
+ODD_LOT_CONDITION = "12"
+EXTENDED_HOURS_CONDITION = "24"
 _REGULAR = ("1",)
-_ODD_LOT = ("1", "37")  # trades under a round lot of 100 shares carry the odd-lot code
+_ODD_LOT = ("1", ODD_LOT_CONDITION)
+_EXTENDED = ("1", EXTENDED_HOURS_CONDITION)
+_EXTENDED_ODD_LOT = ("1", EXTENDED_HOURS_CONDITION, ODD_LOT_CONDITION)
 
 
 class Trade(NamedTuple):
@@ -122,7 +141,8 @@ class SimParams:
     calm only); the turbulent regime multiplies volatility, trade rate and jump rate by
     ``turbulent_vol``, ``turbulent_rate`` and ``turbulent_jumps``. Jumps add a normal
     log-price move of std ``jump_std``. Sizes are ``floor(size_scale * X)``, X Pareto with
-    index ``size_alpha``, capped at ``max_size``.
+    index ``size_alpha``, capped at ``max_size``. A symbol on a market calendar trades at
+    ``extended_rate`` times its rate in extended hours (and its price moves as slowly).
     """
 
     rate: float = 4.0
@@ -139,12 +159,15 @@ class SimParams:
     size_scale: float = 10.0
     size_alpha: float = 1.1
     max_size: int = 500_000
+    extended_rate: float = 0.1
 
     def __post_init__(self) -> None:
         if self.calm_mean_s <= 0 or self.turbulent_mean_s <= 0 or self.vol_halflife_s <= 0:
             raise ValueError("regime durations and the volatility half-life must be positive")
         if self.rate < 0 or self.size_alpha <= 0 or self.size_scale < 1:
             raise ValueError("rate must be >= 0, size_alpha > 0 and size_scale >= 1")
+        if not 0.0 <= self.extended_rate <= 1.0:
+            raise ValueError("extended_rate must be in [0, 1]")
 
 
 def stable_hash(symbol: str) -> int:
@@ -167,10 +190,103 @@ def _vol_scale(symbol: str) -> float:
     return 1.0 if known is None else known[1]
 
 
+# -- market hours ------------------------------------------------------------------------
+
+PRE_MARKET_FROM = time(4, 0)  # local time, as US exchanges run it
+AFTER_HOURS_UNTIL = time(20, 0)
+CLOSED, EXTENDED, REGULAR = 0, 1, 2
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class MarketHours:
+    """When a calendar's market trades: its regular sessions (from
+    :func:`dataflows.sessions.market_calendar`, holidays and early closes included) and
+    the extended hours around each, pre-market from 04:00 local time to the open and
+    after hours from the close to 20:00 local time (US hours; other markets get the same
+    local hours), as arrays of microseconds.
+
+    >>> nyse = market_hours("XNYS")
+    >>> t = 1_720_008_000_000_000  # 2024-07-03 08:00 New York
+    >>> [int(x) for x in nyse.phase([t, t + 6 * 3600 * US, t + 14 * 3600 * US])]
+    [1, 1, 0]
+    >>> nyse.status(t)
+    'XNYS is closed (pre-market; opens Wed 2024-07-03 09:30 America/New_York)'
+    """
+
+    def __init__(self, calendar: str) -> None:
+        cal = market_calendar(calendar)
+        self.name, self.tz = cal.name, cal.tz
+        self.opens, self.closes = cal.opens, cal.closes
+        zone = ZoneInfo(cal.tz)
+
+        def local_us(day: date, at: time) -> int:
+            return (datetime.combine(day, at, zone) - _EPOCH) // timedelta(microseconds=1)
+
+        pre = np.array([local_us(d, PRE_MARKET_FROM) for d in cal.dates], dtype=np.int64)
+        post = np.array([local_us(d, AFTER_HOURS_UNTIL) for d in cal.dates], dtype=np.int64)
+        self.pre_opens = np.minimum(pre, self.opens)
+        self.post_closes = np.maximum(post, self.closes)
+
+    def __repr__(self) -> str:
+        return f"market_hours({self.name!r})"
+
+    def phase(self, times_us: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Per time: :data:`REGULAR`, :data:`EXTENDED` or :data:`CLOSED` (int8)."""
+        t = np.asarray(times_us, dtype=np.int64)
+        i = np.searchsorted(self.closes, t, side="right")  # the session closing after t
+        if t.size and (i.max() >= len(self.closes) or t.min() < self.pre_opens[0]):
+            raise ValueError(f"a time outside the {self.name} calendar's years")
+        out = np.zeros(t.shape, dtype=np.int8)
+        out[t >= self.pre_opens[i]] = EXTENDED
+        out[t >= self.opens[i]] = REGULAR
+        after = (i > 0) & (t < self.post_closes[np.maximum(i - 1, 0)]) & (out == CLOSED)
+        out[after] = EXTENDED
+        return out
+
+    def activity(self, times_us: Sequence[int] | np.ndarray, extended_rate: float) -> np.ndarray:
+        """Per time, the share of the full trade rate: 1, ``extended_rate`` or 0."""
+        return np.array([0.0, extended_rate, 1.0])[self.phase(times_us)]
+
+    def status(self, t_us: int) -> str:
+        """One line for people: open or closed at ``t_us``, and until when."""
+        i = int(np.searchsorted(self.closes, t_us, side="right"))
+        phase = int(self.phase([t_us])[0])
+        if phase == REGULAR:
+            return f"{self.name} is open (closes {self._local(int(self.closes[i]))})"
+        opens = self._local(int(self.opens[i]))
+        if phase == CLOSED:
+            return f"{self.name} is closed (opens {opens})"
+        part = "pre-market" if t_us >= self.pre_opens[i] else "after hours"
+        return f"{self.name} is closed ({part}; opens {opens})"
+
+    def _local(self, t_us: int) -> str:
+        local = datetime.fromtimestamp(t_us / US, tz=ZoneInfo(self.tz))
+        return f"{local:%a %Y-%m-%d %H:%M} {self.tz}"
+
+
+@functools.cache
+def market_hours(calendar: str) -> MarketHours:
+    """The market hours of ``calendar`` (loaded once per process)."""
+    name = normalize(calendar)
+    if name != calendar:
+        return market_hours(name)
+    return MarketHours(name)
+
+
+def _calendar_or_none(calendar: str | None) -> str | None:
+    """A calendar to follow, or None for a market that never closes."""
+    if calendar is None:
+        return None
+    name = normalize(calendar)
+    return None if name == ALWAYS else name
+
+
 @dataclass
 class _SymbolState:
     """One symbol's process, generated up to ``t_us`` (a block boundary); the trades of
-    the last block not yet handed out wait in ``pending``."""
+    the last block not yet handed out wait in ``pending``. A symbol on a ``calendar``
+    moves in trading time: ``busy_s`` is the trading time elapsed by ``t_us`` (a second
+    of the regular session counts one, of extended hours ``extended_rate``, closed none)."""
 
     symbol: str
     rng: np.random.Generator
@@ -183,6 +299,9 @@ class _SymbolState:
     log_vol: float  # deviation of log-volatility from its mean
     turbulent: bool = False
     pending: list[Trade] = field(default_factory=list)
+    calendar: str | None = None  # None: trades around the clock
+    busy_s: float = 0.0
+    last_trade_busy_s: float = 0.0
 
 
 class TickGenerator:
@@ -195,7 +314,9 @@ class TickGenerator:
     >>> {t.symbol for t in trades} == {"AAPL", "MSFT"}
     True
 
-    The state pickles (Bytewax snapshots it).
+    ``calendars`` puts symbols on market calendars (``exchange_calendars`` codes) and
+    ``calendar`` every other symbol, added now or later; a symbol on none (or on
+    ``24/7``) trades around the clock. The state pickles (Bytewax snapshots it).
     """
 
     def __init__(
@@ -207,12 +328,16 @@ class TickGenerator:
         params: SimParams | None = None,
         rates: Mapping[str, float] | None = None,
         spikes: Sequence[Spike] = (),
+        calendar: str | None = None,
+        calendars: Mapping[str, str] | None = None,
     ) -> None:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.seed = seed
         self.params = params or SimParams()
         self.spikes = tuple(Spike(*s) for s in spikes)
+        self.calendar = _calendar_or_none(calendar)
+        self.calendars = {s: _calendar_or_none(c) for s, c in (calendars or {}).items()}
         self._now_us = start_us
         self._states: dict[str, _SymbolState] = {}
         for symbol in symbols:
@@ -227,13 +352,21 @@ class TickGenerator:
     def symbols(self) -> tuple[str, ...]:
         return tuple(self._states)
 
+    def calendar_of(self, symbol: str) -> str | None:
+        """The calendar ``symbol`` follows (None: around the clock)."""
+        state = self._states.get(symbol)
+        if state is not None:
+            return state.calendar
+        return self.calendars.get(symbol, self.calendar)
+
     def add_symbol(
         self, symbol: str, rate: float | None = None, start_us: int | None = None
     ) -> None:
         """Start simulating ``symbol`` from ``start_us`` (default, and at the earliest:
-        now). No-op if present."""
+        now), on its calendar. No-op if present."""
         if symbol in self._states:
             return
+        calendar = self.calendar_of(symbol)
         start = self._now_us if start_us is None else start_us
         if start < self._now_us:
             raise ValueError(f"cannot start {symbol} at {start}, before now ({self._now_us})")
@@ -250,7 +383,10 @@ class TickGenerator:
             last_trade_us=start,
             log_price=math.log(start_price(symbol)),
             log_vol=float(rng.normal(0.0, p.vol_of_vol)),
+            calendar=calendar,
         )
+        if calendar is not None:
+            market_hours(calendar).phase([start])  # fail now on a start it cannot follow
 
     def remove_symbol(self, symbol: str) -> None:
         """Stop simulating ``symbol``; no-op if absent."""
@@ -282,9 +418,9 @@ def _block_steps(rate: float) -> int:
     return min(MAX_BLOCK_STEPS, max(MIN_BLOCK_STEPS, math.ceil(BLOCK_TRADES / rate)))
 
 
-def _regime_path(state: _SymbolState, p: SimParams) -> tuple[np.ndarray, np.ndarray]:
+def _regime_path(state: _SymbolState, p: SimParams, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Per step of the next block: log-volatility deviation and turbulence flag."""
-    rng, steps = state.rng, state.block_steps
+    rng = state.rng
     z = rng.standard_normal(steps).tolist()
     u = rng.random(steps).tolist()
     dt = STEP_US / US
@@ -319,33 +455,102 @@ def _spike_factors(
     return factors
 
 
+class _Block(NamedTuple):
+    """Where a block's trades fall: per step, its trade rate's share (``None``: all
+    full); per trade, its step, time and whether it is in extended hours."""
+
+    activity: np.ndarray | None
+    step: np.ndarray
+    times_us: np.ndarray
+    extended: np.ndarray | None
+
+
+def _arrivals(
+    state: _SymbolState, p: SimParams, steps: int, rate: np.ndarray, hours: MarketHours | None
+) -> _Block:
+    """The next block's trade times: Poisson at ``rate`` per step, and on a calendar
+    thinned to the market's hours (exact, whatever the phase changes within a step)."""
+    rng = state.rng
+    dt = STEP_US / US
+    if hours is None:
+        counts = rng.poisson(rate * dt)
+    else:
+        edges = state.t_us + np.arange(steps + 1, dtype=np.int64) * STEP_US
+        at_edges = hours.activity(edges, p.extended_rate)
+        peak = np.maximum(at_edges[:-1], at_edges[1:])
+        counts = rng.poisson(rate * peak * dt)
+    step = np.repeat(np.arange(steps), counts)
+    times_us = state.t_us + np.sort(((step + rng.random(len(step))) * STEP_US).astype(np.int64))
+    if hours is None:
+        return _Block(None, step, times_us, None)
+    phase = hours.phase(times_us)
+    keep = rng.random(len(step)) * peak[step] < np.array([0.0, p.extended_rate, 1.0])[phase]
+    return _Block(at_edges[:-1], step[keep], times_us[keep], phase[keep] == EXTENDED)
+
+
+def _gaps_s(state: _SymbolState, block: _Block) -> np.ndarray:
+    """Per trade, the time since the previous trade that its price move is scaled by:
+    seconds, or seconds of trading time on a calendar (advances ``state.busy_s``)."""
+    n = len(block.step)
+    if block.activity is None:
+        gaps_s = np.empty(n)
+        if n:
+            gaps_s[0] = block.times_us[0] - state.last_trade_us
+            np.subtract(block.times_us[1:], block.times_us[:-1], out=gaps_s[1:])
+            gaps_s /= US
+        return gaps_s
+    act, dt = block.activity, STEP_US / US
+    busy_at_steps = state.busy_s + np.concatenate(([0.0], np.cumsum(act * dt)))
+    into_step_s = (block.times_us - state.t_us - block.step * STEP_US) / US
+    busy = busy_at_steps[block.step] + act[block.step] * into_step_s
+    gaps_s = np.maximum(np.diff(busy, prepend=state.last_trade_busy_s), 0.0)
+    state.busy_s = float(busy_at_steps[-1])
+    if n:
+        state.last_trade_busy_s = float(busy[-1])
+    return gaps_s
+
+
+def _conditions(sizes: list[int], extended: np.ndarray | None) -> list[tuple[str, ...]]:
+    if extended is None:
+        return [_ODD_LOT if v < 100 else _REGULAR for v in sizes]
+    return [
+        (_EXTENDED_ODD_LOT if v < 100 else _EXTENDED) if e else (_ODD_LOT if v < 100 else _REGULAR)
+        for v, e in zip(sizes, extended.tolist(), strict=True)
+    ]
+
+
 def _generate_block(state: _SymbolState, p: SimParams, spikes: tuple[Spike, ...]) -> list[Trade]:
     """The trades of the next block of ``state``'s stream; advances ``state``.
 
     The random draws are the same whatever the spikes, so that a spike changes only the
-    moves inside it.
+    moves inside it. A symbol on a calendar takes a block as long as its rate at the
+    block's start asks (an hour when the market is closed), trades at the market's
+    hours, and moves and jumps in trading time.
     """
     rng = state.rng
     dt = STEP_US / US
-    log_vol, turbulent = _regime_path(state, p)
+    hours = None if state.calendar is None else market_hours(state.calendar)
+    steps = state.block_steps
+    if hours is not None:
+        steps = _block_steps(state.rate * float(hours.activity([state.t_us], p.extended_rate)[0]))
+    log_vol, turbulent = _regime_path(state, p, steps)
     sigma = state.sigma_s * np.exp(log_vol - 0.5 * p.vol_of_vol**2)
     sigma = np.where(turbulent, sigma * p.turbulent_vol, sigma)
 
-    counts = rng.poisson(np.where(turbulent, state.rate * p.turbulent_rate, state.rate) * dt)
-    step = np.repeat(np.arange(state.block_steps), counts)
+    rate = np.where(turbulent, state.rate * p.turbulent_rate, state.rate)
+    block = _arrivals(state, p, steps, rate, hours)
+    step, times_us = block.step, block.times_us
     n = len(step)
-    times_us = state.t_us + np.sort(((step + rng.random(n)) * STEP_US).astype(np.int64))
-    gaps_s = np.empty(n)
-    if n:
-        gaps_s[0] = times_us[0] - state.last_trade_us
-        np.subtract(times_us[1:], times_us[:-1], out=gaps_s[1:])
-        gaps_s /= US
+    gaps_s = _gaps_s(state, block)
     sig = sigma[step]
     moves = sig * np.sqrt(gaps_s) * rng.standard_normal(n) - 0.5 * sig * sig * gaps_s
 
     jump_rate = p.jumps_per_hour / 3600.0
-    jcounts = rng.poisson(np.where(turbulent, jump_rate * p.turbulent_jumps, jump_rate) * dt)
-    jstep = np.repeat(np.arange(state.block_steps), jcounts)
+    jump_rates = np.where(turbulent, jump_rate * p.turbulent_jumps, jump_rate)
+    if block.activity is not None:
+        jump_rates = jump_rates * block.activity
+    jcounts = rng.poisson(jump_rates * dt)
+    jstep = np.repeat(np.arange(steps), jcounts)
     jtimes_us = state.t_us + ((jstep + rng.random(len(jstep))) * STEP_US).astype(np.int64)
     jsizes = rng.normal(0.0, p.jump_std, len(jstep))
     sizes = np.minimum(
@@ -364,7 +569,7 @@ def _generate_block(state: _SymbolState, p: SimParams, spikes: tuple[Spike, ...]
     carried = float(jsizes[at >= n].sum())
 
     log_prices = state.log_price + np.cumsum(moves)
-    state.t_us += state.block_steps * STEP_US
+    state.t_us += steps * STEP_US
     if n == 0:
         state.log_price += carried
         return []
@@ -372,15 +577,15 @@ def _generate_block(state: _SymbolState, p: SimParams, spikes: tuple[Spike, ...]
     state.last_trade_us = int(times_us[-1])
     prices = np.maximum(np.round(np.exp(log_prices), 2), 0.01)
     symbol = state.symbol
-    conditions = [_ODD_LOT if v < 100 else _REGULAR for v in sizes.tolist()]
+    sizes_list = sizes.tolist()
     return list(
         map(
             Trade,
             [symbol] * n,
             prices.tolist(),
             (times_us // 1000).tolist(),
-            sizes.tolist(),
-            conditions,
+            sizes_list,
+            _conditions(sizes_list, block.extended),
         )
     )
 
@@ -498,6 +703,9 @@ class SimulatorSource(FixedPartitionedSource[RawBatch, _SimulatorState]):
     holds the generator, the position and the counter, so a resumed run emits exactly
     the messages an uninterrupted run would have. Resuming with a different ``symbols``
     list adds and drops symbols at the resumed position.
+
+    ``calendar`` and ``calendars`` put symbols on market calendars, as in
+    :class:`TickGenerator`; a resumed source keeps those of the run it resumes.
     """
 
     def __init__(
@@ -514,6 +722,8 @@ class SimulatorSource(FixedPartitionedSource[RawBatch, _SimulatorState]):
         rates: Mapping[str, float] | None = None,
         spikes: Sequence[Spike] = (),
         batch_trades: int = 2000,
+        calendar: str | None = None,
+        calendars: Mapping[str, str] | None = None,
     ) -> None:
         if batch_interval_ms <= 0:
             raise ValueError("batch_interval_ms must be positive")
@@ -528,6 +738,8 @@ class SimulatorSource(FixedPartitionedSource[RawBatch, _SimulatorState]):
         self.rates = dict(rates or {})
         self.spikes = tuple(spikes)
         self.batch_trades = batch_trades
+        self.calendar = calendar
+        self.calendars = dict(calendars or {})
 
     @override
     def list_parts(self) -> list[str]:
@@ -557,6 +769,13 @@ class SimulatorSource(FixedPartitionedSource[RawBatch, _SimulatorState]):
         start = now_us if self.start_us is None else self.start_us
         end = None if self.duration_s is None else start + round(self.duration_s * US)
         gen = TickGenerator(
-            self.symbols, self.seed, start, params=self.params, rates=self.rates, spikes=self.spikes
+            self.symbols,
+            self.seed,
+            start,
+            params=self.params,
+            rates=self.rates,
+            spikes=self.spikes,
+            calendar=self.calendar,
+            calendars=self.calendars,
         )
         return _SimulatorState(gen, start, end, 0, start - now_us)

@@ -13,6 +13,11 @@ One :class:`~connectors.simulator.TickGenerator`, in wall-clock time, feeds ever
 so two clients subscribed to a symbol see the same trades. A symbol is simulated from
 its first subscription until nobody is subscribed to it any more.
 
+With a ``calendar`` (every symbol's) or ``calendars`` (per symbol), a symbol trades at
+its market's hours: fully in the regular session, sparsely and flagged with the Form T
+condition in extended hours, not at all otherwise (then no trade message is sent, only
+pings, as Finnhub does). Without, every symbol trades around the clock.
+
 ``bad_rate`` replaces that fraction of the outgoing trade entries by malformed ones, to
 exercise the pipeline's dead-letter path.
 """
@@ -26,7 +31,7 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from http import HTTPStatus
 from types import TracebackType
@@ -45,6 +50,7 @@ from connectors.simulator import (
     Spike,
     TickGenerator,
     Trade,
+    market_hours,
     trade_json,
     wall_clock_us,
 )
@@ -72,9 +78,13 @@ class _Feed:
         clock: Callable[[], int],
         params: SimParams | None,
         spikes: Sequence[Spike],
+        calendar: str | None = None,
+        calendars: Mapping[str, str] | None = None,
     ) -> None:
         params = replace(params or SimParams(), rate=rate)
-        self.generator = TickGenerator([], seed, clock(), params=params, spikes=spikes)
+        self.generator = TickGenerator(
+            [], seed, clock(), params=params, spikes=spikes, calendar=calendar, calendars=calendars
+        )
         self.clients: dict[ServerConnection, set[str]] = {}
         self.bad_rate = bad_rate
         self.clock = clock
@@ -215,16 +225,22 @@ async def serve(
     clock: Callable[[], int] = wall_clock_us,
     params: SimParams | None = None,
     spikes: Sequence[Spike] = (),
+    calendar: str | None = None,
+    calendars: Mapping[str, str] | None = None,
 ) -> None:
     """Serve the simulated Finnhub feed on ``host:port`` (0: any free port) until
     cancelled. ``ready`` is called with (or, a future, resolved to) the bound port.
 
-    ``rate`` is trades per second per symbol (calm regime); ``interval_s`` the time
-    between trade messages.
+    ``rate`` is trades per second per symbol (calm regime, regular session);
+    ``interval_s`` the time between trade messages; ``calendar`` and ``calendars`` the
+    market calendars symbols follow (default: none, trading around the clock).
     """
     if not 0.0 <= bad_rate <= 1.0:
         raise ValueError(f"bad_rate must be in [0, 1], got {bad_rate}")
-    feed = _Feed(seed, rate, bad_rate, clock, params, spikes)
+    feed = _Feed(seed, rate, bad_rate, clock, params, spikes, calendar, calendars)
+    if feed.generator.calendar is not None:
+        status = market_hours(feed.generator.calendar).status(clock())
+        logger.info("%s; the symbols trade at its hours", status)
     async with ws_serve(
         feed.handle,
         host,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from river import stats, utils
@@ -91,33 +90,12 @@ class VolatilityAlerts:
 
 
 MarketOpen = Callable[[str, int], bool]
+"""Is ``symbol``'s market open at ``time_us``? (``CalendarBook.market_open``.)"""
 
 
-@lru_cache(maxsize=8)
-def _calendar(name: str) -> Any:
-    import exchange_calendars as xcals
-
-    return xcals.get_calendar(name)
-
-
-def market_open_check(calendar: str) -> MarketOpen:
-    """Is ``symbol``'s market open at ``time_us``? Exchange-qualified symbols such as
-    ``BINANCE:BTCUSDT`` are crypto or FX feeds and trade around the clock."""
-    if calendar == "always":
-        return lambda symbol, time_us: True
-
-    def is_open(symbol: str, time_us: int) -> bool:
-        if ":" in symbol:
-            return True
-        import pandas as pd
-
-        cal = _calendar(calendar)
-        minute = pd.Timestamp(time_us // (60 * US) * 60, unit="s", tz="UTC")
-        if not cal.first_minute <= minute <= cal.last_minute:
-            return False
-        return bool(cal.is_open_on_minute(minute))
-
-    return is_open
+def always_open(symbol: str, time_us: int) -> bool:
+    """The market check of a flow without calendars: always open."""
+    return True
 
 
 @dataclass
@@ -155,6 +133,11 @@ class StaleFeed:
                 del self.last_seen_us[symbol]
                 self.stale.discard(symbol)
         for symbol in sorted(wanted - seen.keys()):
+            if not market_open(symbol, clock_us):
+                # Closed: a silence starts counting at the open, not at the last trade
+                # of the previous session.
+                self.last_seen_us[symbol] = clock_us
+                continue
             # A symbol that never ticked is timed from when we first saw it subscribed.
             last = self.last_seen_us.setdefault(symbol, clock_us)
             if clock_us - last >= limit and symbol not in self.stale:

@@ -7,6 +7,11 @@ models one row each (see :mod:`online_models.checkpoint`), plus a ``_pipeline`` 
 the metrics and alert state. On a fresh start, the first bar of a symbol restores the
 newest checkpoint, so forecasts continue where they stopped; a checkpoint that cannot be
 read is reported and skipped, never fatal.
+
+With calendars, the step also receives each session's open and close marks, in order
+with the bars: it writes ``session_events`` rows, keeps the day's figures, annualizes
+with the session's length and the calendar's sessions per year, and writes the
+``daily_summary`` row at the close (:mod:`dataflows.trading_day`).
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ from dataflows.records import (
     Alert,
     Bar,
     Clock,
+    DailySummary,
     Forecast,
     Metrics,
     ModelCheckpoint,
     ModelScore,
+    SessionEvent,
 )
+from dataflows.sessions import Session, SessionMark, market_calendar
+from dataflows.trading_day import DAILY_BAR_SECONDS, TradingDay
 from online_models import ModelConfig, SymbolModels
 from online_models.checkpoint import PIPELINE_MODEL as PIPELINE_ROW
 from online_models.checkpoint import CheckpointError, decode, encode
@@ -60,15 +69,23 @@ class SymbolState:
     alerts: VolatilityAlerts
     models: SymbolModels
     last_checkpoint_us: int | None = None
+    session: Session | None = None  # the latest session opened (it annualizes)
+    day: TradingDay | None = None  # the session open now
+    from_open: bool = False  # the next bar is the first after a session boundary
+    session_close: float | None = None  # the last regular close of the previous session
 
 
 class Analysed(NamedTuple):
-    bar: Bar
-    metrics: Metrics
+    """What one bar (or session mark) yields; a mark has no bar nor metrics."""
+
+    bar: Bar | None
+    metrics: Metrics | None
     alerts: list[Alert]
     forecasts: list[Forecast]
     scores: list[ModelScore]
     checkpoints: list[ModelCheckpoint]
+    session_events: list[SessionEvent]
+    summaries: list[DailySummary]
 
 
 class Analysis:
@@ -79,15 +96,55 @@ class Analysis:
         self.clock = clock
         self.loader = loader
 
-    def __call__(self, state: SymbolState | None, bar: Bar) -> tuple[SymbolState, Analysed]:
+    def __call__(
+        self, state: SymbolState | None, item: Bar | SessionMark
+    ) -> tuple[SymbolState, Analysed]:
         if state is None:
-            state = self.restore(bar.symbol) or self.fresh(bar.symbol)
-        metrics = state.metrics.update(bar)
+            state = self.restore(item.symbol) or self.fresh(item.symbol)
+        if isinstance(item, SessionMark):
+            return state, self.on_mark(state, item)
+        bar = item
+        from_open = state.from_open and bar.bar_seconds < DAILY_BAR_SECONDS
+        state.from_open = False
+        metrics = state.metrics.update(bar, self.per_year(state, bar), from_open)
         step = state.models.step(bar, metrics)
         alerts = state.alerts.update(metrics, anomaly=step.anomaly)
+        if state.day is not None:
+            state.day.add(bar, metrics, alerts, step.forecasts, state.session_close)
         return state, Analysed(
-            bar, metrics, alerts, step.forecasts, step.scores, self.checkpoint(state, bar)
+            bar,
+            metrics,
+            alerts,
+            step.forecasts,
+            step.scores,
+            self.checkpoint(state, bar),
+            [],
+            [],
         )
+
+    @staticmethod
+    def per_year(state: SymbolState, bar: Bar) -> float | None:
+        """Bars per year of the bar's session: its length, its calendar's sessions."""
+        if state.session is None:
+            return None
+        cal = market_calendar(state.session.calendar)
+        return cal.bars_per_year(state.session, bar.bar_seconds)
+
+    def on_mark(self, state: SymbolState, mark: SessionMark) -> Analysed:
+        s = mark.session
+        at = s.open_us if mark.event == "open" else s.close_us
+        event = SessionEvent(at, mark.symbol, mark.event, s.date, s.calendar)
+        summaries = []
+        state.from_open = True
+        if mark.event == "open":
+            state.session = s
+            state.day = TradingDay(s, mark.symbol)
+        elif state.day is not None:
+            day, state.day = state.day, None
+            summaries.append(day.summary(self.config.metrics.risk_free_rate))
+            if day.close is not None:
+                state.session_close = day.close
+        return Analysed(None, None, [], [], [], [], [event], summaries)
 
     def fresh(self, symbol: str) -> SymbolState:
         cfg = self.config

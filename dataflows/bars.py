@@ -14,6 +14,15 @@ is refused (reason ``late``), never silently dropped. Replays (``live=False``) h
 arrival clock: the watermark follows event time only. Bars are aligned to the epoch (a
 1-minute bar starts on the minute, a 1-day bar at midnight UTC).
 
+With a calendar (``sessions``), the step also emits a
+:class:`~dataflows.sessions.SessionMark` as the watermark passes each session's open
+(rounded down to a bar boundary) and close (rounded up), ordered with the bars: every bar
+of a session comes after its open mark and before its close mark. Sessions without a
+trade between two trades of a replay are skipped; live, the arrival clock opens and
+closes sessions whether or not trades come. At the end of a replay the session it is in
+is closed. Trades flagged ``extended`` (outside the session) are kept out of bars unless
+``SessionConfig.extended_in_bars``; they still move the watermark.
+
 The price band refuses a trade (reason ``implausible_price``) priced more than
 ``price_band`` times above or below the median of the symbol's last
 ``BAND_WINDOW`` trades, refused ones included: one bad print is refused, while a real
@@ -41,6 +50,7 @@ from typing_extensions import override
 from dataflows.config import BarConfig  # re-exported: the step and its configuration
 from dataflows.parse import TickChunk, arrival_us
 from dataflows.records import US, Bar, Reject, Tick
+from dataflows.sessions import CalendarBook, Session, SessionMark
 
 UTC_MIN_US = -(2**62)
 BAND_WINDOW = 15  # trades in the price band's median
@@ -111,24 +121,37 @@ class BarState:
     prices: deque[float] = field(default_factory=lambda: deque(maxlen=BAND_WINDOW))
     band: tuple[float, float] = (0.0, float("inf"))
     band_age: int = 0
+    session: Session | None = None  # the session open now (its open mark was emitted)
+    after_us: int = UTC_MIN_US  # the last close emitted: the next session opens after it
+    last_tick_us: int = UTC_MIN_US
 
 
 class BarEvent(NamedTuple):
-    """What the bars step emits: a closed bar, or a tick refused (late, or outside the
-    price band)."""
+    """What the bars step emits: a closed bar, a tick refused (late, or outside the
+    price band), or a session's open or close."""
 
     bar: Bar | None
     late: Reject | None
+    mark: SessionMark | None = None
 
 
 class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
     """``live``: time follows the arrival clock (see the module docstring); otherwise
     event time only."""
 
-    def __init__(self, config: BarConfig, live: bool = False, state: BarState | None = None):
+    def __init__(
+        self,
+        config: BarConfig,
+        live: bool = False,
+        state: BarState | None = None,
+        sessions: CalendarBook | None = None,
+    ):
         self.config = config
         self.live = live
         self.state = state or BarState()
+        self.sessions = sessions
+        self.extended_in_bars = sessions is None or sessions.config.extended_in_bars
+        self._next: tuple[int, Session] | None = None  # the next session after a time
 
     def watermark(self, now_us: int) -> int:
         st = self.state
@@ -145,6 +168,8 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
         band = cfg.price_band
         if value.ticks:
             st.symbol = value.ticks[0].symbol
+        skip_extended = not self.extended_in_bars
+        last_tick = st.last_tick_us
         for tick in value.ticks:
             t = tick.time_us
             if live:
@@ -158,15 +183,20 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
                 st.late += 1
                 out.append(BarEvent(None, _late(value, tick, watermark)))
                 continue
-            if band and not self._in_band(tick.price):
+            if t > last_tick:
+                last_tick = t
+            if skip_extended and tick.extended:
+                pass  # stored, flagged, not in bars; it still moves the watermark
+            elif band and not self._in_band(tick.price):
                 out.append(BarEvent(None, _out_of_band(value, tick, st.band)))
                 continue
-            start = tick.time_us - tick.time_us % bar_us
-            acc = opened.get(start)
-            if acc is None:
-                opened[start] = _Acc.first(tick)
             else:
-                acc.add(tick)
+                start = tick.time_us - tick.time_us % bar_us
+                acc = opened.get(start)
+                if acc is None:
+                    opened[start] = _Acc.first(tick)
+                else:
+                    acc.add(tick)
             base = t - allowance
             if base > st.watermark_base_us:
                 # The clock has not moved past the new base: the watermark is the base.
@@ -175,7 +205,7 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
         if live and value.clock_us > now:
             now = value.clock_us
             watermark = self.watermark(now)
-        st.clock_us = now
+        st.clock_us, st.last_tick_us = now, last_tick
         out.extend(self._close(watermark))
         return out, StatefulLogic.RETAIN
 
@@ -197,7 +227,9 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
 
     @override
     def on_eof(self) -> tuple[Iterable[BarEvent], bool]:
-        return self._close(2**62), StatefulLogic.RETAIN
+        if self.live:  # a live stream has no end of data: its sessions stay open
+            return self._close(2**62, eof=True, marks=False), StatefulLogic.RETAIN
+        return self._close(2**62, eof=True), StatefulLogic.RETAIN
 
     @override
     def notify_at(self) -> datetime | None:
@@ -209,11 +241,67 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
     def snapshot(self) -> BarState:
         return self.state
 
-    def _close(self, watermark: int) -> list[BarEvent]:
+    def _close(self, watermark: int, eof: bool = False, marks: bool = True) -> list[BarEvent]:
         opened, bar_us = self.state.open, self.config.bar_us
         due = sorted(s for s in opened if s + bar_us <= watermark)
         secs, symbol = self.config.bar_seconds, self.state.symbol
-        return [BarEvent(opened.pop(s).bar(s, symbol, secs), None) for s in due]
+        bars = [BarEvent(opened.pop(s).bar(s, symbol, secs), None) for s in due]
+        if self.sessions is None or not symbol or not marks:
+            return bars
+        passed = self._marks(watermark, eof)
+        if not passed:
+            return bars
+        # A bar ending at a boundary comes before it; a close before an open.
+        keyed = [(b.bar.start_us + bar_us, 0, b) for b in bars if b.bar is not None]
+        keyed += passed
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        return [event for _, _, event in keyed]
+
+    def _marks(self, watermark: int, eof: bool) -> list[tuple[int, int, BarEvent]]:
+        """The session marks the watermark has passed: ``(key, order, event)``. At the
+        end of a replay (``eof``) sessions open up to the last trade and the one open
+        then is closed."""
+        assert self.sessions is not None
+        st, bar_us, out = self.state, self.config.bar_us, []
+        opens_until = st.last_tick_us if eof else watermark
+        while True:
+            session = st.session
+            if session is None:
+                nxt = self._next_session()
+                if nxt is None:
+                    break
+                key = nxt.open_us - nxt.open_us % bar_us
+                if key > opens_until:
+                    break
+                st.session = nxt
+                out.append((key, 2, BarEvent(None, None, SessionMark("open", st.symbol, nxt))))
+            else:
+                key = -(-session.close_us // bar_us) * bar_us
+                if key > watermark and not eof:
+                    break
+                st.session, st.after_us = None, session.close_us
+                out.append((key, 1, BarEvent(None, None, SessionMark("close", st.symbol, session))))
+                if eof:
+                    break
+        return out
+
+    def _next_session(self) -> Session | None:
+        """The next session to open: the first after the last close that holds a trade
+        not yet in a session (or, with none pending, the next on the calendar)."""
+        assert self.sessions is not None
+        st = self.state
+        pending = min(st.open) if st.open else st.last_tick_us
+        after = max(st.after_us, pending)
+        if after == UTC_MIN_US:
+            return None
+        if self._next is not None and self._next[0] == after:
+            return self._next[1]
+        try:
+            nxt = self.sessions.calendar_of(st.symbol).next_session(after)
+        except ValueError:  # beyond the calendar's span
+            return None
+        self._next = (after, nxt)
+        return nxt
 
 
 def _payload(tick: Tick) -> str:

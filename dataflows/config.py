@@ -8,11 +8,19 @@ so the API, import this module.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from dataflows.records import US
 
-__all__ = ["AlertConfig", "BarConfig", "CheckpointConfig", "MetricsConfig", "ParseConfig"]
+__all__ = [
+    "AlertConfig",
+    "BarConfig",
+    "CheckpointConfig",
+    "MetricsConfig",
+    "ParseConfig",
+    "SessionConfig",
+]
 
 _BIG = sys.float_info.max
 
@@ -64,7 +72,30 @@ class BarConfig:
 
 
 @dataclass(frozen=True)
+class SessionConfig:
+    """Which market calendar each symbol trades on (``dataflows.sessions``).
+
+    A symbol's calendar is ``override`` if set, else ``calendars[symbol]``, else what
+    ``lookup(symbol)`` says (the ``tickers`` table, re-read every ``lookup_every_s``),
+    else ``default``. ``extended_in_bars``: trades outside the regular session (and
+    trades carrying one of ``extended_conditions``, Finnhub's extended-hours codes) enter
+    bars; by default they are stored, flagged, and kept out of bars and summaries.
+    """
+
+    default: str = "XNYS"
+    calendars: dict[str, str] = field(default_factory=dict)
+    override: str = ""
+    extended_in_bars: bool = False
+    extended_conditions: frozenset[str] = frozenset({"12"})  # Finnhub: Form T
+    lookup: Callable[[str], str | None] | None = None
+    lookup_every_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
+    """``session_seconds`` and ``trading_days`` annualize only in a flow without
+    calendars (``FlowConfig.sessions`` None); otherwise each bar's session does."""
+
     window: int = 30  # bars in the realized volatility and Sharpe windows
     ewma_lambda: float = 0.94  # RiskMetrics decay
     session_seconds: float = 23_400.0  # 6.5 hours
@@ -89,8 +120,7 @@ class AlertConfig:
     baseline_bars: int = 120  # rolling baseline length
     min_history: int = 30  # bars of baseline needed before any volatility alert
     jump_sigmas: float = 6.0  # a bar return beyond this many sigmas is a price jump
-    stale_after_s: float = 60.0  # an active symbol silent this long is stale
-    stale_calendar: str = "XNYS"  # exchange_calendars name, or "always" for 24/7 feeds
+    stale_after_s: float = 60.0  # an active symbol silent this long is stale (while open)
     anomaly_agree: float = 0.99  # an anomaly score this high makes a spike critical
 
     def __post_init__(self) -> None:

@@ -2,8 +2,14 @@
 
 All volatilities are standard deviations of one bar's log return; annualized figures
 multiply by ``sqrt(bars_per_year)``, which accounts for the bar length and for the
-length of the trading session (a 1-minute bar of a 6.5-hour equity session makes 390
-bars a day, 252 days a year; a crypto market trades 24 hours, 365 days).
+length of the trading session: the analysis step passes that of the bar's session from
+its calendar (a 1-minute bar of a 6.5-hour XNYS session makes 390 bars a day, about 252
+sessions a year; an early close fewer; a 24/7 market 1,440 a day, 365 or 366 days).
+Without a calendar, ``MetricsConfig``'s fixed session length and days per year do.
+
+``from_open``: the bar is the first after a session boundary, and its return is
+measured from its own open, not from the previous close, so that the overnight gap
+stays out of intraday volatility (see :mod:`dataflows.trading_day`).
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ class MetricsState:
         # RiskMetrics: s2 <- lambda * s2 + (1 - lambda) * r2, started at the first r2.
         self.ewma_var = stats.EWMean(fading_factor=1.0 - self.config.ewma_lambda)
 
-    def update(self, bar: Bar) -> Metrics:
+    def update(self, bar: Bar, per_year: float | None = None, from_open: bool = False) -> Metrics:
         self.bars_seen += 1
         prev, self.prev_close = self.prev_close, bar.close
+        if from_open:
+            prev = bar.open
         if prev is None:
             return Metrics(bar.start_us, bar.symbol, None, None, None, None, None, None, 1)
         r = math.log(bar.close / prev)
@@ -47,12 +55,13 @@ class MetricsState:
         self.returns_mean.update(r)
         self.ewma_var.update(r * r)
         n = len(self.returns_var.window)
-        ann = math.sqrt(self.config.bars_per_year(bar.bar_seconds))
+        per_year = per_year or self.config.bars_per_year(bar.bar_seconds)
+        ann = math.sqrt(per_year)
         realized = math.sqrt(max(self.returns_var.get(), 0.0)) if n >= 2 else None
         ewma = math.sqrt(self.ewma_var.get())
         sharpe = None
         if realized:
-            rf_per_bar = self.config.risk_free_rate / self.config.bars_per_year(bar.bar_seconds)
+            rf_per_bar = self.config.risk_free_rate / per_year
             sharpe = (self.returns_mean.get() - rf_per_bar) / realized * ann
         return Metrics(
             bar.start_us,

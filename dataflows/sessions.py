@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
+import time
 from typing import NamedTuple
 
 import numpy as np
 
+from dataflows.config import SessionConfig
 from dataflows.records import US
+
+log = logging.getLogger(__name__)
 
 ALWAYS = "24/7"
 DEFAULT_CALENDAR = "XNYS"
@@ -48,6 +53,15 @@ class Session(NamedTuple):
 
     def contains(self, t_us: int) -> bool:
         return self.open_us <= t_us < self.close_us
+
+
+class SessionMark(NamedTuple):
+    """What the bars step emits, in order with the bars, when a symbol's session opens
+    (``event`` ``"open"``) or closes (``"close"``)."""
+
+    event: str
+    symbol: str
+    session: Session
 
 
 def normalize(name: str) -> str:
@@ -155,3 +169,54 @@ def market_calendar(name: str) -> MarketCalendar:
     if canonical != name:
         return market_calendar(canonical)
     return MarketCalendar(canonical)
+
+
+class CalendarBook:
+    """Each symbol's calendar, as :class:`~dataflows.config.SessionConfig` says; the
+    ``lookup`` answers are kept ``lookup_every_s`` (a ticker's calendar changed through
+    the API takes effect within that, at the symbol's next session)."""
+
+    def __init__(self, config: SessionConfig):
+        self.config = config
+        self._looked_up: dict[str, tuple[str | None, float]] = {}
+
+    def name_of(self, symbol: str) -> str:
+        cfg = self.config
+        if cfg.override:
+            return cfg.override
+        if symbol in cfg.calendars:
+            return cfg.calendars[symbol]
+        if cfg.lookup is not None:
+            name = self._lookup(symbol)
+            if name:
+                return name
+        return cfg.default
+
+    def _lookup(self, symbol: str) -> str | None:
+        assert self.config.lookup is not None
+        now = time.monotonic()  # a cache's age, not the stream's time
+        hit = self._looked_up.get(symbol)
+        if hit is not None and now - hit[1] < self.config.lookup_every_s:
+            return hit[0]
+        try:
+            name = self.config.lookup(symbol)
+        except Exception as exc:  # the database may be down: keep what we knew
+            log.warning("could not look up the calendar of %s (%s)", symbol, exc)
+            name = hit[0] if hit is not None else None
+        self._looked_up[symbol] = (name, now)
+        return name
+
+    def calendar_of(self, symbol: str) -> MarketCalendar:
+        name = self.name_of(symbol)
+        try:
+            return market_calendar(name)
+        except UnknownCalendar:
+            log.warning("%s: unknown calendar %r; using %s", symbol, name, self.config.default)
+            return market_calendar(self.config.default)
+
+    def market_open(self, symbol: str, time_us: int) -> bool:
+        """Is ``symbol``'s market open at ``time_us``?"""
+        try:
+            return self.calendar_of(symbol).session_at(time_us) is not None
+        except ValueError:  # beyond the calendar's span
+            return False

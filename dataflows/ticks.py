@@ -18,7 +18,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from dataflows.alerts import AlertConfig, MarketOpen, StaleFeed, market_open_check
+from dataflows.alerts import AlertConfig, MarketOpen, StaleFeed, always_open
 from dataflows.analysis import (
     Analysed,
     Analysis,
@@ -26,9 +26,20 @@ from dataflows.analysis import (
     CheckpointLoader,
 )
 from dataflows.bars import BarConfig, BarEvent, BarLogic, BarState
+from dataflows.config import SessionConfig
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig, Parsed, TickChunk, arrival_us, parse_batch
-from dataflows.records import Alert, Clock, RawBatch, Reject, frozen_clock, wall_clock_us
+from dataflows.records import (
+    Alert,
+    Bar,
+    Clock,
+    RawBatch,
+    Reject,
+    frozen_clock,
+    wall_clock_us,
+)
+from dataflows.sessions import CalendarBook, SessionMark
+from dataflows.trading_day import ExtendedHours
 from online_models import ModelConfig
 
 
@@ -40,6 +51,7 @@ class FlowConfig:
     alerts: AlertConfig = field(default_factory=AlertConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    sessions: SessionConfig | None = None  # market calendars; None: no sessions at all
     live: bool = True  # watermarks follow the arrival clock; replays follow event time only
     checkpoint_loader: CheckpointLoader | None = None  # restores models on a fresh start
 
@@ -60,6 +72,8 @@ class Sinks:
     forecasts: Sink[Any]
     scores: Sink[Any]
     checkpoints: Sink[Any]
+    session_events: Sink[Any] | None = None  # None: not written
+    summaries: Sink[Any] | None = None
 
 
 class StaleCheck:
@@ -73,8 +87,14 @@ class StaleCheck:
         return state, state.update(parsed.clock_us, parsed.subscribed, seen, self.market_open)
 
 
-def _bar_logic(config: BarConfig, live: bool, state: BarState | None) -> BarLogic:
-    return BarLogic(config, live, state)
+def _bar_logic(
+    config: BarConfig, live: bool, sessions: CalendarBook | None, state: BarState | None
+) -> BarLogic:
+    return BarLogic(config, live, state, sessions)
+
+
+def _bar_or_mark(event: BarEvent) -> Bar | SessionMark | None:
+    return event.bar or event.mark
 
 
 def _chunks(parsed: Parsed) -> list[tuple[str, TickChunk]]:
@@ -91,6 +111,10 @@ def _late(event: BarEvent) -> list[Reject] | None:
     return [event.late] if event.late is not None else None
 
 
+def _one(row: Any) -> list[Any] | None:
+    return [row] if row is not None else None
+
+
 def _nonempty(rows: list[Any]) -> list[Any] | None:
     return rows or None
 
@@ -101,31 +125,43 @@ def build_flow(source: Source[RawBatch], sinks: Sinks, config: FlowConfig) -> Da
     raw = op.input("feed", flow, source)
     parsed = op.map("parse", raw, partial(parse_batch, config=config.parse))
 
+    calendars = CalendarBook(config.sessions) if config.sessions is not None else None
     chunks: Stream[tuple[str, TickChunk]] = op.flat_map("by_symbol", parsed, _chunks)
+    if calendars is not None:
+        chunks = op.map("session_flags", chunks, ExtendedHours(calendars))
     tick_rows = op.filter_map("tick_rows", chunks, lambda kv: _nonempty(kv[1].ticks))
     op.output("ticks_out", tick_rows, sinks.ticks)
 
-    events = op.stateful("bars", chunks, partial(_bar_logic, config.bars, config.live))
-    bars = op.filter_map_value("closed_bars", events, lambda e: e.bar)
+    bar_logic = partial(_bar_logic, config.bars, config.live, calendars)
+    events = op.stateful("bars", chunks, bar_logic)
+    bars: Stream[tuple[str, Bar | SessionMark]] = op.filter_map_value(
+        "closed_bars", events, _bar_or_mark
+    )
     late = op.filter_map("late_ticks", events, lambda kv: _late(kv[1]))
     parse_rejects = op.filter_map("parse_rejects", parsed, lambda p: _nonempty(p.rejects))
     op.output("rejects_out", op.merge("all_rejects", parse_rejects, late), sinks.rejects)
 
     analysis = Analysis(config, config.clock, config.checkpoint_loader)
     analysed = op.map("analysed", op.stateful_map("analysis", bars, analysis), _value)
-    op.output("bars_out", op.map("bar_rows", analysed, lambda a: [a.bar]), sinks.bars)
-    op.output("metrics_out", op.map("metric_rows", analysed, lambda a: [a.metrics]), sinks.metrics)
+    bar_rows = op.filter_map("bar_rows", analysed, lambda a: _one(a.bar))
+    op.output("bars_out", bar_rows, sinks.bars)
+    metric_rows = op.filter_map("metric_rows", analysed, lambda a: _one(a.metrics))
+    op.output("metrics_out", metric_rows, sinks.metrics)
     for name, sink in (
         ("forecasts", sinks.forecasts),
         ("scores", sinks.scores),
         ("checkpoints", sinks.checkpoints),
+        ("session_events", sinks.session_events),
+        ("summaries", sinks.summaries),
     ):
-        rows = op.filter_map(f"{name}_rows", analysed, partial(_rows_of, name))
-        op.output(f"{name}_out", rows, sink)
+        if sink is not None:
+            rows = op.filter_map(f"{name}_rows", analysed, partial(_rows_of, name))
+            op.output(f"{name}_out", rows, sink)
     bar_alerts = op.filter_map("bar_alerts", analysed, lambda a: _nonempty(a.alerts))
 
     feeds = op.key_on("by_source", op.filter("live_batches", parsed, _is_live), _source_of)
-    stale_check = StaleCheck(config.alerts, market_open_check(config.alerts.stale_calendar))
+    market_open = calendars.market_open if calendars is not None else always_open
+    stale_check = StaleCheck(config.alerts, market_open)
     stale = op.stateful_map("stale_feed", feeds, stale_check)
     stale_alerts = op.filter_map("stale_alerts", stale, lambda kv: _nonempty(kv[1]))
     op.output("alerts_out", op.merge("all_alerts", bar_alerts, stale_alerts), sinks.alerts)

@@ -24,9 +24,11 @@ from connectors.memory import ListSink, ListSource
 from connectors.timescale import SPECS, TimescaleSink
 from connectors.timescale.checkpoints import checkpoint_loader
 from connectors.timescale.status import SinkStatusReporter
+from connectors.timescale.tickers import calendar_lookup
 from dataflows.alerts import AlertConfig
 from dataflows.analysis import CheckpointConfig
 from dataflows.bars import BarConfig
+from dataflows.config import SessionConfig
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import RawBatch
@@ -53,6 +55,8 @@ SINK_TABLES = {
     "forecasts": "forecasts",
     "scores": "model_scores",
     "checkpoints": "model_checkpoints",
+    "session_events": "session_events",
+    "summaries": "daily_summary",
 }
 """The table each of the flow's outputs goes to."""
 
@@ -61,8 +65,14 @@ _REPLAY_WINDOW_S = 10 * 365.25 * 86_400
 
 
 def flow_config(
-    settings: Settings, *, live: bool = True, bar_seconds: int | None = None
+    settings: Settings,
+    *,
+    live: bool = True,
+    bar_seconds: int | None = None,
+    dsn: str | None = None,
 ) -> FlowConfig:
+    """The flow's configuration from ``settings``; with ``dsn``, symbols' calendars are
+    read from its ``tickers`` table."""
     s = settings
     return FlowConfig(
         parse=ParseConfig(max_future_s=s.max_future_s, max_past_s=s.max_past_s),
@@ -70,8 +80,6 @@ def flow_config(
         metrics=MetricsConfig(
             window=s.metrics_window,
             ewma_lambda=s.ewma_lambda,
-            session_seconds=s.session_hours * 3600,
-            trading_days=s.trading_days,
             risk_free_rate=s.risk_free_rate,
         ),
         alerts=AlertConfig(
@@ -81,9 +89,14 @@ def flow_config(
             min_history=s.spike_min_history,
             jump_sigmas=s.jump_sigmas,
             stale_after_s=s.stale_after_s,
-            stale_calendar=s.stale_calendar,
         ),
         checkpoints=CheckpointConfig(s.checkpoint_every_s, s.checkpoint_clock),
+        sessions=SessionConfig(
+            default=s.calendar,
+            override=s.calendar_override,
+            extended_in_bars=s.extended_hours_in_bars,
+            lookup=calendar_lookup(dsn) if dsn else None,
+        ),
         live=live,
     )
 
@@ -111,7 +124,7 @@ def live_flow(settings: Settings | None = None) -> Dataflow:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
     dsn = database_url(settings)
-    config = replace(flow_config(settings), checkpoint_loader=checkpoint_loader(dsn))
+    config = replace(flow_config(settings, dsn=dsn), checkpoint_loader=checkpoint_loader(dsn))
     sinks = timescale_sinks(dsn, settings.sink_batch_rows)
     return build_flow(JournalSource(settings.journal_file), sinks, config)
 
@@ -131,7 +144,7 @@ def replay_flow(
     from connectors.discard import DiscardSink
     from connectors.replay import ReplaySource
 
-    config = flow_config(settings, live=False, bar_seconds=bar_seconds)
+    config = flow_config(settings, live=False, bar_seconds=bar_seconds, dsn=dsn)
     window = ParseConfig(max_future_s=_REPLAY_WINDOW_S, max_past_s=_REPLAY_WINDOW_S)
     config = replace(config, parse=window)
     source = ReplaySource(

@@ -2,7 +2,8 @@
 
 Plain HTML, CSS and one ES module of our own (``api/static/``), reading the same
 endpoints as any client (``/tickers``, ``/bars``, ``/metrics``, ``/forecasts``,
-``/models``, ``/alerts``, ``/health``) and following ``/stream``. Its charts are
+``/models``, ``/alerts``, ``/sessions``, ``/summary``, ``/health``) and following
+``/stream``. Its charts are
 TradingView's ``lightweight-charts``, installed from the npm registry by ``make``
 (``npm ci`` into ``node_modules/``) or by the Dockerfile's build stage, and served from
 there: when the file is not installed, the page says so and works without charts.
@@ -22,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from api.deps import SettingsDep
 from api.errors import echo, not_found, text_responses
+from dataflows.sessions import UnknownCalendar, normalize
 from sentinel.settings import Settings
 
 router = APIRouter(tags=["dashboard"])
@@ -54,22 +56,23 @@ def charts_path(settings: Settings) -> Path | None:
 
 @lru_cache(maxsize=8)
 def market_time_zone(calendar: str) -> str:
-    """The IANA time zone of an ``exchange_calendars`` market ('always': UTC)."""
-    if calendar == "always":
-        return "UTC"
+    """The IANA time zone of a market calendar (``24/7``: UTC; an unknown one: UTC)."""
     import exchange_calendars as xcals
 
     try:
-        return str(xcals.get_calendar(calendar).tz)
-    except xcals.errors.InvalidCalendarName:
+        return str(xcals.get_calendar(normalize(calendar)).tz)
+    except (UnknownCalendar, xcals.errors.InvalidCalendarName):
         return "UTC"
 
 
 async def page_config(settings: Settings) -> dict[str, Any]:
-    """What the page needs to know about this API: where the charts are, the market's time
-    zone, and whether writes (or reads too) need the API key."""
+    """What the page needs to know about this API: where the charts are, the time zone
+    it shows times in (the default calendar's market, ``SENTINEL_CALENDAR``, unless
+    ``SENTINEL_DASHBOARD_TIME_ZONE`` says), and whether writes (or reads too) need the
+    API key. Each ticker's own market (calendar, open or closed) the page reads from
+    ``/sessions``."""
     tz = settings.dashboard_time_zone or await asyncio.to_thread(
-        market_time_zone, settings.stale_calendar
+        market_time_zone, settings.calendar
     )
     keyed = settings.api_key is not None
     return {
@@ -104,8 +107,9 @@ def html_page(path: str, summary: str) -> Callable[[PageRoute], PageRoute]:
 async def dashboard(settings: SettingsDep) -> HTMLResponse:
     """The live dashboard (HTML): tickers with their last price, change today, realized
     and forecast volatility, Sharpe ratio, alerts and feed state; for the selected
-    ticker, candlesticks, volatility and return forecasts against what happened, the
-    models' scores and the latest alerts; a form to add and remove tickers. It updates
+    ticker, its market open or closed, candlesticks, volatility and return forecasts
+    against what happened, its daily summaries, the models' scores and the latest
+    alerts; a form to add and remove tickers. It updates
     itself from `/stream`. Open to anyone: the data it shows is read with the API key
     the user enters when `SENTINEL_API_READ_KEY_REQUIRED` is set."""
     return HTMLResponse(render_page(await page_config(settings)), headers=NO_STORE)

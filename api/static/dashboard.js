@@ -470,6 +470,7 @@ async function loadDetail() {
     clearDetail();
     return;
   }
+  const market = refreshMarket();
   const q = state.interval ? `&interval=${state.interval}` : "";
   const [bars, metrics, models, alerts] = await Promise.allSettled([
     api(`bars/${sym(symbol)}?limit=${HISTORY_BARS}${q}`),
@@ -496,6 +497,7 @@ async function loadDetail() {
     takeMetrics(row, metricRows[metricRows.length - 1]);
     renderRow(row);
   }
+  await market;
 }
 
 function clearDetail() {
@@ -506,6 +508,9 @@ function clearDetail() {
   $("alerts").replaceChildren();
   $("verdict").textContent = "";
   $("detail-price").textContent = "";
+  showMarket(null);
+  $("daily").tBodies[0].replaceChildren();
+  $("daily-empty").hidden = true;
 }
 
 function candle(b) {
@@ -700,6 +705,123 @@ function alertItem(a) {
   badge.textContent = a.severity;
   li.append(badge, ` ${a.kind}: ${a.message}`);
   return li;
+}
+
+// -- the market and the daily summary (/sessions, /summary) ------------------------------
+
+const DAILY_ROWS = 10;
+const HOUR_MS = 3600e3;
+const zoneFormats = new Map();
+function inZone(zone) {
+  if (!zoneFormats.has(zone)) {
+    zoneFormats.set(zone, {
+      time: dtf({ hour: "2-digit", minute: "2-digit", timeZoneName: "short" }, zone),
+      dayTime: dtf({ weekday: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short" }, zone),
+      date: new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }),
+    });
+  }
+  return zoneFormats.get(zone);
+}
+
+// Reads the selected ticker's market and daily summary again: when the market opens or
+// closes (a summary is written at the close), and every minute.
+async function refreshMarket() {
+  const symbol = state.selected;
+  if (!symbol) return;
+  const generation = state.generation;
+  const [sessions, summary] = await Promise.allSettled([
+    api(`sessions/${sym(symbol)}`),
+    api(`summary/${sym(symbol)}?limit=${DAILY_ROWS}`),
+  ]);
+  if (generation !== state.generation) return;
+  showMarket(sessions.status === "fulfilled" ? sessions.value : null);
+  if (summary.status === "fulfilled") showDaily(summary.value.sessions);
+}
+
+function showMarket(s) {
+  const el = $("market");
+  clearTimeout(state.marketTimer);
+  state.market = s;
+  if (!s) {
+    el.dataset.state = "unknown";
+    el.dataset.override = "";
+    el.replaceChildren();
+    el.title = "";
+    return;
+  }
+  const f = inZone(s.time_zone);
+  // A time today (in the market's time zone) as 13:00 EDT, another day's as Fri 09:30 EDT.
+  const when = (iso) => {
+    const ms = Date.parse(iso);
+    return (f.date.format(ms) === s.local_date ? f.time : f.dayTime).format(ms);
+  };
+  const open = s.open_now && s.today;
+  el.dataset.state = open ? "open" : "closed";
+  el.dataset.calendar = s.calendar;
+  const next = open ? `closes ${when(s.today.close)}` : `opens ${when(s.next.open)}`;
+  el.replaceChildren(`market ${open ? "open" : "closed"} (${s.calendar}) · ${next}`);
+  const override = s.effective_calendar !== s.calendar ? s.effective_calendar : "";
+  el.dataset.override = override;
+  if (override) {
+    const span = document.createElement("span");
+    span.className = "override";
+    span.textContent = `; demo runs ${override}`;
+    span.title = `SENTINEL_CALENDAR_OVERRIDE=${override}: the pipeline treats every symbol as on this calendar`;
+    el.append(span);
+  }
+  const span = (x) => `${when(x.open)} – ${when(x.close)} (${+x.hours.toFixed(2)} h)`;
+  const lines = [
+    s.today ? `Today's session (${s.today.session_date}): ${span(s.today)}` : `No session today (${s.local_date}): a weekend or a holiday`,
+    `Next session (${s.next.session_date}): ${span(s.next)}`,
+  ];
+  if (s.last_event) lines.push(`The pipeline saw the ${s.last_event.session_date} session ${s.last_event.event} at ${marketText(Date.parse(s.last_event.time))}`);
+  el.title = lines.join("\n");
+  // Again just after the next open or close, by the server's clock (at most an hour on).
+  const change = Date.parse(open ? s.today.close : s.next.open) - Date.parse(s.time);
+  state.marketTimer = setTimeout(() => refreshMarket().catch(() => {}), Math.min(Math.max(change, 0) + 2000, HOUR_MS));
+}
+
+function showDaily(rows) {
+  $("daily").tBodies[0].replaceChildren(...rows.map(dailyRow));
+  $("daily").dataset.rows = String(rows.length);
+  $("daily-empty").hidden = rows.length > 0;
+}
+
+function dailyRow(d) {
+  const tr = document.createElement("tr");
+  tr.dataset.date = d.session_date;
+  const day = isNum(d.open) && isNum(d.close) && d.open > 0 ? d.close / d.open - 1 : null;
+  const whole = (v) => (isNum(v) ? v.toLocaleString("en-US", { maximumFractionDigits: 0 }) : "–");
+  const cells = [
+    ["date", d.session_date], ["open", price(d.open)], ["high", price(d.high)], ["low", price(d.low)],
+    ["close", price(d.close)], ["day", bp(day, 0)], ["overnight", bp(d.overnight_return, 0)],
+    ["volume", whole(d.volume)], ["vwap", price(d.vwap)], ["trades", whole(d.trades)],
+    ["vol", pct(d.realized_vol_ann)], ["sharpe", fixed(d.sharpe)], ["alerts", null],
+  ];
+  for (const [name, text] of cells) {
+    const td = document.createElement("td");
+    td.dataset.col = name;
+    if (!["date", "alerts"].includes(name)) td.className = "num";
+    if (text !== null) td.textContent = text;
+    tr.append(td);
+  }
+  const cell = (name) => tr.querySelector(`[data-col="${name}"]`);
+  cell("date").title = `${marketText(Date.parse(d.open_time))} – ${marketText(Date.parse(d.close_time))} · ${d.calendar}`;
+  for (const [name, v] of [["day", day], ["overnight", d.overnight_return]]) {
+    cell(name).className = `num ${v > 0 ? "up" : v < 0 ? "down" : ""}`;
+  }
+  const alerts = Object.entries(d.alerts || {}).filter(([, n]) => n > 0);
+  const total = alerts.reduce((sum, [, n]) => sum + n, 0);
+  if (!total) {
+    cell("alerts").textContent = "–";
+  } else {
+    const badge = document.createElement("span");
+    badge.className = "badge warning";
+    badge.textContent = String(total);
+    badge.title = alerts.map(([kind, n]) => `${kind.replaceAll("_", " ")}: ${n}`).join(", ");
+    cell("alerts").append(badge);
+  }
+  return tr;
 }
 
 // -- the form -------------------------------------------------------------------------------
@@ -1018,7 +1140,7 @@ function refetchAll() {
 
 async function main() {
   $("tz").textContent = `${zoneName} (${tz})`;
-  $("tz").title = "The market's time zone (SENTINEL_STALE_CALENDAR, or SENTINEL_DASHBOARD_TIME_ZONE)";
+  $("tz").title = "The time zone of SENTINEL_CALENDAR's market, or SENTINEL_DASHBOARD_TIME_ZONE";
   setUpForm();
   setLive("connecting");
   await setUpCharts();
@@ -1029,6 +1151,7 @@ async function main() {
   connectStream();
   await refetchAll();
   setInterval(pollHealth, 5000);
+  setInterval(() => refreshMarket().catch(() => {}), 60000);
   setInterval(tick, 1000);
   document.body.dataset.ready = "true";
 }

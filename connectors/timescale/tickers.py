@@ -19,7 +19,7 @@ import psycopg
 
 from dataflows.records import US
 
-__all__ = ["TICKERS_CHANNEL", "FeedStatus", "TickerFollower", "seed_tickers"]
+__all__ = ["TICKERS_CHANNEL", "FeedStatus", "TickerFollower", "calendar_lookup", "seed_tickers"]
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +107,30 @@ def _time(us: int | None) -> datetime | None:
     return datetime.fromtimestamp(us / US, tz=timezone.utc) if us else None
 
 
-def seed_tickers(dsn: str, symbols: list[str]) -> int:
-    """Put ``symbols`` in an empty `tickers` table; returns how many were added."""
+def seed_tickers(dsn: str, symbols: list[str], calendar: str = "XNYS") -> int:
+    """Put ``symbols`` (on ``calendar``) in an empty `tickers` table; returns how many
+    were added."""
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT count(*) FROM tickers").fetchone()
         if row and row[0]:
             return 0
         with conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO tickers (symbol) VALUES (%s) ON CONFLICT DO NOTHING",
-                [(s,) for s in symbols],
+                "INSERT INTO tickers (symbol, calendar) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [(s, calendar) for s in symbols],
             )
         return len(symbols)
+
+
+def calendar_lookup(dsn: str) -> Callable[[str], str | None]:
+    """A symbol's calendar as the `tickers` table says (``None``: not there). For
+    :class:`~dataflows.config.SessionConfig`, which keeps the answers a while; a
+    database error propagates (the caller keeps what it knew)."""
+
+    def lookup(symbol: str) -> str | None:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            row = conn.execute("SELECT calendar FROM tickers WHERE symbol = %s", (symbol,))
+            found = row.fetchone()
+        return str(found[0]) if found else None
+
+    return lookup

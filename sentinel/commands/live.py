@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -28,9 +29,65 @@ from timescale.embedded import EmbeddedDatabaseError
 # -- sentinel up --------------------------------------------------------------------------
 
 
+OVERRIDE_VAR = "SENTINEL_CALENDAR_OVERRIDE"
+
+
+@dataclass(frozen=True)
+class DemoHours:
+    """What ``sentinel up`` makes of market hours: the line it prints, what it adds to
+    every child's environment, and the calendar the simulator follows (None: 24/7)."""
+
+    message: str
+    env: dict[str, str] = field(default_factory=dict)
+    sim_calendar: str | None = None
+
+
+def demo_hours(
+    now_us: int, calendar: str, *, sessions: bool, override: str = "", simulated: bool = True
+) -> DemoHours:
+    """Whether the stack follows ``calendar``'s hours at ``now_us``.
+
+    By default the market's state is told and the simulated demo runs 24/7 anyway (every
+    child gets ``SENTINEL_CALENDAR_OVERRIDE=24/7``), so that it stays lively at night and
+    at weekends; with ``sessions`` the simulator follows ``calendar``. An ``override`` the
+    user set wins: every symbol is on it, the simulator's too. A real feed (not
+    ``simulated``) follows the market whatever happens.
+    """
+    from connectors.simulator import market_hours
+    from dataflows.sessions import ALWAYS, normalize
+
+    name = normalize(override or calendar)
+    status = None if name == ALWAYS else market_hours(name).status(now_us)
+    sim_calendar = None if name == ALWAYS else name
+    if override:
+        if status is None:
+            return DemoHours(
+                f"every symbol is on {ALWAYS} ({OVERRIDE_VAR}): trading around the clock"
+            )
+        return DemoHours(
+            f"{status}; every symbol is on {name} ({OVERRIDE_VAR}) and trades at its hours",
+            sim_calendar=sim_calendar,
+        )
+    if status is None:
+        return DemoHours(f"the market calendar is {ALWAYS}: the symbols trade around the clock")
+    if not simulated:
+        return DemoHours(f"{status}; the feed is live: trades come at the market's hours")
+    if sessions:
+        return DemoHours(
+            f"{status}; --sessions: the simulator follows its hours "
+            "(and trades sparsely in extended hours, 04:00 to 20:00 local time)",
+            sim_calendar=sim_calendar,
+        )
+    return DemoHours(
+        f"{status}; the demo runs its symbols 24/7: --sessions to follow the market's hours",
+        env={OVERRIDE_VAR: ALWAYS},
+    )
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.timescale.status import row_counts
     from connectors.timescale.tickers import seed_tickers
+    from dataflows.records import wall_clock_us
     from sentinel.stack import Stack, wait_for_port
 
     # A shell that starts us in the background makes SIGINT ignored, and Python then
@@ -52,14 +109,27 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         backoff_max_s=settings.restart_backoff_max_s,
     )
     bar = args.bar or settings.bar
+    simulated = settings.simulate and not settings.finnhub_token
+    hours = demo_hours(
+        wall_clock_us(),
+        settings.calendar,
+        sessions=bool(getattr(args, "sessions", False)),
+        override=settings.calendar_override,
+        simulated=simulated,
+    )
+    out.print(hours.message, markup=False)
     # Children read the same settings; what `up` decided is passed on explicitly.
     env = {"DATABASE_URL": dsn, "SENTINEL_BAR": bar, "SENTINEL_HOME": str(settings.home_dir)}
+    env.update(hours.env)
     feed_url = settings.feed_url
     sentinel = [sys.executable, "-m", "sentinel"]
     try:
-        if settings.simulate and not settings.finnhub_token:
+        if simulated:
             port = settings.sim_port
-            sim = stack.spawn("simulator", [*sentinel, "simulate", "--port", str(port)], env)
+            simulate = [*sentinel, "simulate", "--port", str(port)]
+            if hours.sim_calendar is not None:
+                simulate += ["--sessions", "--calendar", hours.sim_calendar]
+            sim = stack.spawn("simulator", simulate, env)
             wait_for_port("127.0.0.1", port, 30, sim)
             feed_url = f"ws://127.0.0.1:{port}"
         env["SENTINEL_FEED_URL"] = feed_url

@@ -107,8 +107,11 @@ def test_the_page_asks_for_the_key_when_one_is_configured() -> None:
     ("overrides", "zone"),
     [
         ({}, "America/New_York"),
-        ({"stale_calendar": "XLON"}, "Europe/London"),
-        ({"stale_calendar": "always"}, "UTC"),
+        ({"calendar": "XLON"}, "Europe/London"),
+        ({"calendar": "xtks"}, "Asia/Tokyo"),
+        ({"calendar": "24/7"}, "UTC"),
+        ({"calendar": "always"}, "UTC"),
+        ({"calendar_override": "24/7"}, "America/New_York"),
         ({"dashboard_time_zone": "Asia/Tokyo"}, "Asia/Tokyo"),
     ],
 )

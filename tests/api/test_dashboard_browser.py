@@ -17,11 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import exchange_calendars as xcals
 import httpx
+import pandas as pd
 import pytest
 
 from api.serve import api_process
 from tests.api.conftest import API_KEY
+from tests.api.daily import XNYS, insert_summaries, summary_row
 from tests.conftest import scratch_db
 from tests.integration.procs import wait_until
 from tests.integration.stack import LiveStack, live_stack
@@ -141,6 +144,19 @@ def page(browser: Any, stack: LiveStack) -> Iterator[tuple[Any, Console]]:
     with dashboard_page(browser, stack.api) as (page, console):
         page.wait_for_selector("#live[data-state='live']")
         yield page, console
+
+
+# Sessions of the daily table: 2024-07-04 is a holiday, 07-03 an early close.
+DAILY_SESSIONS = XNYS.sessions_in_range("2024-07-01", "2024-07-05")
+DAILY_COLUMNS = ("open", "high", "low", "close", "day", "overnight", "volume", "trades", "vol")
+
+
+@pytest.fixture(scope="module")
+def summaries(stack: LiveStack) -> list[dict[str, Any]]:
+    """Daily summaries of AAPL, the page's first ticker, as the dataflow writes them."""
+    rows = [summary_row("AAPL", s, i) for i, s in enumerate(DAILY_SESSIONS)]
+    insert_summaries(stack.dsn, rows)
+    return rows
 
 
 def bars_shown(page: Any) -> int:
@@ -276,4 +292,95 @@ def test_without_the_chart_library_the_page_says_so_and_still_works(
         assert p.locator("canvas").count() == 0
         assert p.locator("#tickers tbody tr").count() == len(SYMBOLS.split(","))
         p.wait_for_function("document.querySelectorAll('#scores tbody tr').length > 0")
+        assert console.unexpected() == []
+
+
+def shown_as(row: dict[str, Any]) -> dict[str, str]:
+    """How the daily table writes a row's cells, worked out here from the stored values."""
+    day = row["close"] / row["open"] - 1
+    overnight = row["overnight_return"]
+
+    def bp(r: float | None) -> str:
+        if r is None:
+            return "\u2013"
+        text = f"{abs(r) * 1e4:.0f} bp"
+        return f"+{text}" if r > 0 else f"\u2212{text}" if r < 0 else text
+
+    return {
+        "open": f"{row['open']:,.2f}",
+        "high": f"{row['high']:,.2f}",
+        "low": f"{row['low']:,.2f}",
+        "close": f"{row['close']:,.2f}",
+        "day": bp(day),
+        "overnight": bp(overnight),
+        "volume": f"{row['volume']:,.0f}",
+        "trades": f"{row['trades']:,}",
+        "vol": f"{row['realized_vol_ann'] * 100:.1f}%",
+    }
+
+
+def expected_market(text: str, state: str) -> None:
+    """The market line as XNYS stands now, by `exchange_calendars` itself."""
+    cal = xcals.get_calendar("XNYS")
+    now = pd.Timestamp.now(tz="UTC").floor("min")
+    around = {bool(cal.is_open_on_minute(now + pd.Timedelta(minutes=m))) for m in (-2, 0, 2)}
+    if len(around) > 1:
+        pytest.skip("the market opens or closes this very minute: no stable answer")
+    (open_now,) = around
+    change = cal.next_close(now) if open_now else cal.next_open(now)
+    word = "open" if open_now else "closed"
+    assert state == word
+    assert text.startswith(f"market {word} (XNYS) \u00b7 {'closes' if open_now else 'opens'} ")
+    assert change.tz_convert("America/New_York").strftime("%H:%M") in text
+
+
+def test_the_selected_ticker_shows_its_market_and_daily_summary(
+    browser: Any, stack: LiveStack, summaries: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    with dashboard_page(browser, f"{stack.api}") as (p, console):
+        p.wait_for_selector("#live[data-state='live']")
+        assert p.text_content("#detail-title") == "AAPL"
+        p.wait_for_selector("#market:not([data-state='unknown'])")
+        market = p.locator("#market")
+        answer = httpx.get(f"{stack.api}/sessions/AAPL").json()
+        expected_market(market.inner_text(), market.get_attribute("data-state") or "")
+        override = answer["effective_calendar"] if answer["effective_calendar"] != "XNYS" else ""
+        assert market.get_attribute("data-override") == override
+        assert ("demo runs" in market.inner_text()) == bool(override)
+        assert "Next session" in (market.get_attribute("title") or "")
+
+        p.wait_for_selector("#daily tbody tr[data-date='2024-07-03']")
+        dates = [
+            d
+            for d in p.locator("#daily tbody tr").evaluate_all(
+                "rows => rows.map(r => r.dataset.date)"
+            )
+            if d.startswith("2024-07")
+        ]
+        assert dates == ["2024-07-05", "2024-07-03", "2024-07-02", "2024-07-01"]
+        assert p.is_hidden("#daily-empty")
+        for row in summaries:
+            tr = p.locator(f"#daily tbody tr[data-date='{row['session_date']}']")
+            cells = {c: tr.locator(f"[data-col='{c}']").inner_text() for c in DAILY_COLUMNS}
+            assert cells == shown_as(row), row["session_date"]
+            alerts = sum(row["alerts"].values())
+            assert tr.locator("[data-col='alerts']").inner_text() == (
+                str(alerts) if alerts else "\u2013"
+            )
+        early = p.locator("#daily tbody tr[data-date='2024-07-03'] [data-col='date']")
+        assert "13:00" in (early.get_attribute("title") or ""), "the early close, New York time"
+        p.screenshot(path=tmp_path / "daily-1280x800.png", full_page=True)
+        assert console.unexpected() == []
+
+
+def test_with_the_demo_override_the_market_line_says_the_demo_runs_24_7(
+    browser: Any, stack: LiveStack, tmp_path: Path
+) -> None:
+    env = {"SENTINEL_CALENDAR_OVERRIDE": "24/7"}
+    with own_api_page(browser, stack, env, tmp_path / "api.log") as (p, console):
+        p.wait_for_selector("#market:not([data-state='unknown'])")
+        market = p.locator("#market")
+        assert market.get_attribute("data-override") == "24/7"
+        assert market.inner_text().endswith("; demo runs 24/7")
+        expected_market(market.inner_text(), market.get_attribute("data-state") or "")
         assert console.unexpected() == []

@@ -11,10 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import bytewax.operators as op
 import numpy as np
@@ -27,6 +28,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from connectors.simulator import (
+    EXTENDED_HOURS_CONDITION,
     KNOWN_SYMBOLS,
     MAX_MESSAGE_TRADES,
     SimParams,
@@ -35,6 +37,7 @@ from connectors.simulator import (
     TickGenerator,
     Trade,
     finnhub_trade_message,
+    market_hours,
     start_price,
     trade_json,
 )
@@ -128,8 +131,8 @@ def test_trades_are_plausible() -> None:
     assert (prices > 0).all()
     assert np.allclose(prices * 100, np.round(prices * 100), rtol=0, atol=1e-6)  # cents
     assert all(type(t.volume) is int and t.volume >= 1 for t in trades)
-    assert all(t.conditions in (("1",), ("1", "37")) for t in trades)
-    assert all((t.conditions == ("1", "37")) == (t.volume < 100) for t in trades)
+    assert all(t.conditions in (("1",), ("1", "12")) for t in trades)  # Finnhub's codes
+    assert all((t.conditions == ("1", "12")) == (t.volume < 100) for t in trades)  # odd lot
     volumes = np.array([t.volume for t in trades])
     assert np.median(volumes) < 50 < np.percentile(volumes, 95)  # heavy-tailed
     for symbol in ("AAPL", "NVDA", "SPY"):
@@ -238,6 +241,158 @@ def test_finnhub_trade_message_is_exactly_finnhubs() -> None:
     }
     assert text == json.dumps(expected, separators=(",", ":"))
     assert finnhub_trade_message([]) == '{"type":"trade","data":[]}'
+
+
+# --- market hours --------------------------------------------------------------------
+
+NEW_YORK = ZoneInfo("America/New_York")
+FORM_T = EXTENDED_HOURS_CONDITION
+
+
+def ny(year: int, month: int, day: int, hour: int, minute: int) -> int:
+    """Microseconds since the epoch of a New York wall-clock time."""
+    return int(datetime(year, month, day, hour, minute, tzinfo=NEW_YORK).timestamp()) * US
+
+
+def window(start_us: int, minutes: int, params: SimParams = CALM_ONLY) -> list[Trade]:
+    """``minutes`` of AAPL on XNYS and MSFT on no calendar from ``start_us``: the
+    generator's clock is the time it is advanced to."""
+    gen = TickGenerator(["AAPL", "MSFT"], 5, start_us, params=params, calendars={"AAPL": "XNYS"})
+    return gen.advance(start_us + minutes * MINUTE)
+
+
+def test_finnhub_condition_codes() -> None:
+    # Finnhub's websocket, as captured: Form T is "24", an odd lot "12" (at any hour).
+    assert FORM_T == "24"
+    trades = window(ny(2024, 7, 3, 8, 0), 30)
+    assert {t.conditions for t in trades} == {
+        ("1",),
+        ("1", "12"),
+        ("1", "24"),
+        ("1", "24", "12"),
+    }
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(ny(2024, 6, 29, 12, 0), id="saturday"),
+        pytest.param(ny(2024, 7, 4, 11, 0), id="independence-day"),
+        pytest.param(ny(2024, 7, 3, 22, 0), id="22:00"),
+        pytest.param(ny(2024, 7, 8, 3, 30), id="before-04:00"),
+    ],
+)
+def test_no_trades_when_the_market_is_closed(start: int) -> None:
+    trades = window(start, 30)
+    assert by_symbol(trades, "AAPL") == []
+    assert len(by_symbol(trades, "MSFT")) == pytest.approx(4.0 * 1800, rel=0.1)
+
+
+def test_full_rate_in_the_regular_session() -> None:
+    trades = window(ny(2024, 7, 2, 10, 0), 30)
+    aapl, msft = by_symbol(trades, "AAPL"), by_symbol(trades, "MSFT")
+    expected = 4.0 * 1800
+    assert abs(len(aapl) - expected) < 5 * math.sqrt(expected)
+    assert len(msft) == pytest.approx(expected, rel=0.1)
+    assert not any(FORM_T in (t.conditions or ()) for t in aapl)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(ny(2024, 7, 3, 8, 0), id="pre-market"),
+        pytest.param(ny(2024, 7, 3, 14, 0), id="after-the-13:00-early-close"),
+        pytest.param(ny(2024, 7, 2, 19, 30), id="after-hours"),
+    ],
+)
+def test_sparse_flagged_trades_in_extended_hours(start: int) -> None:
+    trades = window(start, 30)
+    aapl = by_symbol(trades, "AAPL")
+    expected = 0.1 * 4.0 * 1800  # SimParams.extended_rate
+    assert abs(len(aapl) - expected) < 5 * math.sqrt(expected)
+    assert all(t.conditions == (("1", "24", "12") if t.volume < 100 else ("1", "24")) for t in aapl)
+    assert len(by_symbol(trades, "MSFT")) == pytest.approx(4.0 * 1800, rel=0.1)
+    assert not any(FORM_T in (t.conditions or ()) for t in by_symbol(trades, "MSFT"))
+
+
+@pytest.mark.parametrize(
+    ("start", "phases"),
+    [
+        pytest.param(ny(2024, 7, 2, 9, 0), {1, 2}, id="the-open"),
+        pytest.param(ny(2024, 7, 2, 15, 30), {1, 2}, id="the-close"),
+        pytest.param(ny(2024, 7, 2, 19, 45), {1}, id="20:00"),
+    ],
+)
+def test_each_trade_is_flagged_by_its_own_time(start: int, phases: set[int]) -> None:
+    aapl = by_symbol(window(start, 60, params=SimParams(rate=20.0)), "AAPL")
+    phase = market_hours("XNYS").phase([t.time_ms * 1000 for t in aapl])
+    assert set(phase.tolist()) == phases  # 1: extended hours, 2: regular; never closed
+    flagged = np.array([FORM_T in (t.conditions or ()) for t in aapl])
+    assert (flagged == (phase == 1)).all()
+
+
+def test_calendar_stream_does_not_depend_on_the_call_pattern() -> None:
+    start = ny(2024, 7, 2, 9, 20)  # through the open, in blocks of varying length
+
+    def gen() -> TickGenerator:
+        return TickGenerator(["AAPL"], 3, start, calendar="XNYS")
+
+    one_call = trades_of(gen(), start + 20 * MINUTE)
+    small_steps = trades_of(gen(), start + 20 * MINUTE, step_us=123_457)
+    assert len(one_call) > 1000
+    assert one_call == small_steps
+    copy = gen()
+    copy.advance(start + 5 * MINUTE)
+    resumed = pickle.loads(pickle.dumps(copy))
+    assert resumed.advance(start + 20 * MINUTE) == copy.advance(start + 20 * MINUTE)
+
+
+def test_a_closed_night_adds_no_variance() -> None:
+    evening, morning = ny(2024, 7, 1, 19, 58), ny(2024, 7, 2, 4, 2)
+    moves = []
+    for seed in range(20):
+        gen = TickGenerator(["AAPL"], seed, evening, calendar="XNYS")
+        trades = gen.advance(morning)
+        before = [t for t in trades if t.time_ms * 1000 < ny(2024, 7, 1, 20, 0)]
+        after = [t for t in trades if t.time_ms * 1000 >= ny(2024, 7, 2, 4, 0)]
+        assert before
+        assert after
+        assert len(before) + len(after) == len(trades)
+        moves.append(math.log(after[0].price / before[-1].price))
+    # About two minutes of extended-hours trading time at most: well under 0.1 %.
+    assert max(map(abs, moves)) < 0.002
+
+
+def test_a_symbol_on_no_calendar_or_on_24_7_trades_at_all_hours() -> None:
+    plain = TickGenerator(["MSFT"], 2, ny(2024, 6, 29, 12, 0)).advance(ny(2024, 6, 29, 12, 10))
+    always = TickGenerator(["MSFT"], 2, ny(2024, 6, 29, 12, 0), calendar="24/7").advance(
+        ny(2024, 6, 29, 12, 10)
+    )
+    assert len(plain) > 1000
+    assert always == plain  # 24/7 is no calendar: the very same stream
+    gen = TickGenerator([], 2, ny(2024, 6, 29, 12, 0), calendar="XNYS", calendars={"MSFT": "24/7"})
+    gen.add_symbol("MSFT")
+    gen.add_symbol("AAPL")
+    assert (gen.calendar_of("MSFT"), gen.calendar_of("AAPL")) == (None, "XNYS")
+    assert {t.symbol for t in gen.advance(ny(2024, 6, 29, 12, 10))} == {"MSFT"}
+
+
+def test_an_unknown_calendar_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown market calendar"):
+        TickGenerator(["AAPL"], 1, T0, calendar="NOPE")
+
+
+def test_market_status_lines() -> None:
+    nyse = market_hours("XNYS")
+    assert nyse.status(ny(2026, 12, 5, 12, 0)) == (
+        "XNYS is closed (opens Mon 2026-12-07 09:30 America/New_York)"
+    )
+    assert nyse.status(ny(2024, 7, 3, 10, 0)) == (
+        "XNYS is open (closes Wed 2024-07-03 13:00 America/New_York)"
+    )
+    assert nyse.status(ny(2024, 7, 3, 14, 0)) == (
+        "XNYS is closed (after hours; opens Fri 2024-07-05 09:30 America/New_York)"
+    )
 
 
 # --- the Bytewax source --------------------------------------------------------------
@@ -353,6 +508,20 @@ def test_paced_source_follows_the_clock() -> None:
         for _, text in b.messages:
             assert all(d["t"] * 1000 <= b.clock_us for d in json.loads(str(text))["data"])
     assert sum(len(b.messages) for b in batches) >= 5
+
+
+def test_source_follows_calendars_from_its_injected_clock() -> None:
+    saturday = ny(2024, 6, 29, 12, 0)
+    source = SimulatorSource(
+        ["AAPL", "MSFT"],
+        seed=2,
+        duration_s=600,
+        clock=lambda: saturday,
+        calendars={"AAPL": "XNYS"},
+    )
+    messages = [json.loads(str(text)) for b in run_source(source) for _, text in b.messages]
+    assert {d["s"] for m in messages for d in m["data"]} == {"MSFT"}
+    assert min(d["t"] for m in messages for d in m["data"]) >= saturday // 1000
 
 
 # --- the websocket server ------------------------------------------------------------
@@ -501,3 +670,23 @@ def test_trades_are_valid_by_default(server: ServerThread) -> None:
     now_ms = time.time_ns() // 1_000_000
     assert entries
     assert all(is_valid_entry(d, now_ms) for d in entries)
+
+
+def test_server_follows_the_calendar_of_its_injected_clock() -> None:
+    now = [ny(2024, 6, 29, 12, 0)]  # a Saturday
+    with (
+        ServerThread(
+            rate=50.0, interval_s=0.05, ping_interval=60.0, calendar="XNYS", clock=lambda: now[0]
+        ) as srv,
+        connect(url(srv), proxy=None) as ws,
+    ):
+        subscribe(ws, "AAPL")
+        ws.send("not json")  # answered once the subscription before it is in place
+        assert json.loads(ws.recv(timeout=10))["type"] == "error"
+        now[0] = ny(2024, 7, 1, 4, 1)  # the weekend passes; Monday's pre-market begins
+        message = json.loads(ws.recv(timeout=10))
+    entries = message["data"]
+    assert message["type"] == "trade"
+    assert entries
+    assert all(ny(2024, 7, 1, 4, 0) <= d["t"] * 1000 < now[0] for d in entries)
+    assert all(d["c"][:2] == ["1", "24"] for d in entries)

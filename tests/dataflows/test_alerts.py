@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataflows.alerts import AlertConfig, StaleFeed, VolatilityAlerts, market_open_check
+from dataflows.alerts import AlertConfig, StaleFeed, VolatilityAlerts, always_open
+from dataflows.config import SessionConfig
+from dataflows.sessions import CalendarBook
 from dataflows.metrics import MetricsConfig, MetricsState
 from dataflows.records import US, Alert
 from tests.dataflows.test_metrics import bars_from_closes
@@ -57,7 +59,7 @@ def test_price_jump_is_one_alert_on_its_bar() -> None:
 
 def test_stale_feed_fires_once_per_silence_and_only_when_open() -> None:
     cfg = AlertConfig(stale_after_s=60)
-    always = market_open_check("always")
+    always = always_open
     feed = StaleFeed(cfg)
     t0 = 1_700_000_000 * US
     subs = ("AAPL", "MSFT")
@@ -80,7 +82,7 @@ def test_stale_feed_fires_once_per_silence_and_only_when_open() -> None:
 def test_a_gap_jumped_over_shows_as_one_stale_alert() -> None:
     """The feed process was down: the next batch already has trades again, 20 s later."""
     feed = StaleFeed(AlertConfig(stale_after_s=5))
-    always = market_open_check("always")
+    always = always_open
     t0 = 1_700_000_000 * US
     subs = ("AAPL",)
     assert feed.update(t0, subs, {"AAPL": t0}, always) == []
@@ -89,8 +91,9 @@ def test_a_gap_jumped_over_shows_as_one_stale_alert() -> None:
     assert feed.update(t0 + 21 * US, subs, {"AAPL": t0 + 21 * US}, always) == []
 
 
-def test_market_calendar() -> None:
-    is_open = market_open_check("XNYS")
+def test_market_calendar_per_symbol() -> None:
+    book = CalendarBook(SessionConfig(calendars={"BINANCE:BTCUSDT": "24/7"}))
+    is_open = book.market_open
     tuesday_noon_ny = 1_704_819_600 * US  # 2024-01-09 17:00 UTC
     saturday = 1_705_168_800 * US  # 2024-01-13 18:00 UTC
     assert is_open("AAPL", tuesday_noon_ny)

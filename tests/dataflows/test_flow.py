@@ -44,9 +44,15 @@ def ms_ticks(n: int = 4000) -> list[Tick]:
 SINKS = ("ticks", "rejects", "bars", "metrics", "alerts", "forecasts", "scores", "checkpoints")
 
 
-def run(batches: list[RawBatch], config: FlowConfig, workers: int = 1) -> dict[str, list[Any]]:
-    """Run the flow to the end; every sink's rows, flattened."""
-    outs: dict[str, list[Any]] = {k: [] for k in SINKS}
+def run(
+    batches: list[RawBatch],
+    config: FlowConfig,
+    workers: int = 1,
+    extra_sinks: tuple[str, ...] = (),
+) -> dict[str, list[Any]]:
+    """Run the flow to the end; every sink's rows, flattened (``extra_sinks``: the
+    optional ones too, e.g. ``summaries``)."""
+    outs: dict[str, list[Any]] = {k: [] for k in SINKS + extra_sinks}
     sinks = Sinks(**{k: TestingSink(v) for k, v in outs.items()})
     flow = build_flow(TestingSource(batches), sinks, config)
     if workers == 1:

@@ -34,6 +34,8 @@ def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
         wait_until(grown, 35, "growing bar counts in the status lines", log)
         text = log.read_text()
         assert "Stock Sentinel is up" in text
+        # Whatever the hour, the market's state is told and the demo trades 24/7.
+        assert re.search(r"XNYS is (open|closed) \(.*\); the demo runs its symbols 24/7", text)
         api = re.search(r"api\s+(http://\S+)", text)
         assert api, text
         import httpx
@@ -80,6 +82,9 @@ def test_ctrl_c_stops_the_feed_and_the_dataflow(db: str, tmp_path: Path) -> None
         wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 60, "start-up", log)
         children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
         assert len(children) == 4, "the simulator, the feed, the dataflow and the API"
+        for pid in children:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"SENTINEL_CALENDAR_OVERRIDE=24/7" in environ, "every child runs the 24/7 demo"
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(60)
     assert "stopped the API, the feed and the dataflow" in log.read_text()
