@@ -36,6 +36,7 @@ keeps the same watermark rules, at a fraction of the cost.
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 from collections import deque
@@ -248,7 +249,7 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
         bars = [BarEvent(opened.pop(s).bar(s, symbol, secs), None) for s in due]
         if self.sessions is None or not symbol or not marks:
             return bars
-        passed = self._marks(watermark, eof)
+        passed = self._marks(watermark, eof, due + sorted(opened))
         if not passed:
             return bars
         # A bar ending at a boundary comes before it; a close before an open.
@@ -257,8 +258,11 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
         keyed.sort(key=lambda k: (k[0], k[1]))
         return [event for _, _, event in keyed]
 
-    def _marks(self, watermark: int, eof: bool) -> list[tuple[int, int, BarEvent]]:
-        """The session marks the watermark has passed: ``(key, order, event)``. At the
+    def _marks(
+        self, watermark: int, eof: bool, starts: list[int]
+    ) -> list[tuple[int, int, BarEvent]]:
+        """The session marks the watermark has passed: ``(key, order, event)``;
+        ``starts`` are the bars' starts, closed now or still open, in order. At the
         end of a replay (``eof``) sessions open up to the last trade and the one open
         then is closed."""
         assert self.sessions is not None
@@ -267,7 +271,7 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
         while True:
             session = st.session
             if session is None:
-                nxt = self._next_session()
+                nxt = self._next_session(starts)
                 if nxt is None:
                     break
                 key = nxt.open_us - nxt.open_us % bar_us
@@ -285,12 +289,14 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
                     break
         return out
 
-    def _next_session(self) -> Session | None:
-        """The next session to open: the first after the last close that holds a trade
-        not yet in a session (or, with none pending, the next on the calendar)."""
+    def _next_session(self, starts: list[int]) -> Session | None:
+        """The next session to open: the first after the last close that holds a bar
+        (a chunk of a replay may span days), else the last trade's, else (live, no
+        trades) the next on the calendar."""
         assert self.sessions is not None
         st = self.state
-        pending = min(st.open) if st.open else st.last_tick_us
+        i = bisect.bisect_left(starts, st.after_us)
+        pending = starts[i] if i < len(starts) else st.last_tick_us
         after = max(st.after_us, pending)
         if after == UTC_MIN_US:
             return None

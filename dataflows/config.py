@@ -86,7 +86,7 @@ class SessionConfig:
     calendars: dict[str, str] = field(default_factory=dict)
     override: str = ""
     extended_in_bars: bool = False
-    extended_conditions: frozenset[str] = frozenset({"12"})  # Finnhub: Form T
+    extended_conditions: frozenset[str] = frozenset({"24"})  # Finnhub: Form T (extended hours)
     lookup: Callable[[str], str | None] | None = None
     lookup_every_s: float = 60.0
 

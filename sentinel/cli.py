@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--bar", help="bar length (default SENTINEL_BAR, 5s)")
     up.add_argument("-w", "--workers", type=int, help="Bytewax workers")
     up.add_argument("--duration", type=float, help="stop after this many seconds")
+    up.add_argument(
+        "--sessions",
+        action="store_true",
+        help="follow the market's hours (SENTINEL_CALENDAR); default: a 24/7 demo",
+    )
     up.set_defaults(func=cmd_up)
 
     feed = sub.add_parser("feed", help="the feed process: websocket -> the journal")
@@ -52,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int)
     sim.add_argument("--rate", type=float, help="trades/s per symbol")
     sim.add_argument("--bad-rate", type=float, default=0.0, help="share of malformed trades")
+    sim.add_argument(
+        "--sessions",
+        action="store_true",
+        help="trade at market hours: every symbol on SENTINEL_CALENDAR (default: 24/7)",
+    )
+    sim.add_argument("--calendar", help="with --sessions: the symbols' market calendar")
     sim.set_defaults(func=cmd_simulate)
 
     rep = sub.add_parser("replay", help="run the dataflow over a CSV or Parquet file")

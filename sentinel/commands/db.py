@@ -42,7 +42,8 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     elif action == "seed":
         from connectors.timescale.tickers import seed_tickers
 
-        added = seed_tickers(database_url(settings, start=True), settings.symbol_list)
+        dsn = database_url(settings, start=True)
+        added = seed_tickers(dsn, settings.symbol_list, settings.calendar)
         console.print(f"tickers: added {added}" if added else "tickers: table not empty, unchanged")
     return 0
 

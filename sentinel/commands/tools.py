@@ -28,6 +28,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         rate=args.rate or settings.sim_rate,
         token=token,
         bad_rate=args.bad_rate,
+        calendar=(args.calendar or settings.calendar) if args.sessions else None,
     )
     return 0
 

@@ -6,9 +6,9 @@ import numpy as np
 
 from dataflows.alerts import AlertConfig, StaleFeed, VolatilityAlerts, always_open
 from dataflows.config import SessionConfig
-from dataflows.sessions import CalendarBook
 from dataflows.metrics import MetricsConfig, MetricsState
 from dataflows.records import US, Alert
+from dataflows.sessions import CalendarBook
 from tests.dataflows.test_metrics import bars_from_closes
 
 

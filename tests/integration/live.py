@@ -32,6 +32,8 @@ def live_setup(db: str, home: Path) -> LiveSetup:
         "SENTINEL_LATE_ALLOWANCE_S": "0.5",
         "SENTINEL_SYMBOLS": "AAPL",
         "SENTINEL_HOME": str(home),
+        # The simulator trades at any hour: sessions must not depend on when tests run.
+        "SENTINEL_CALENDAR_OVERRIDE": "24/7",
     }
     with psycopg.connect(db) as conn:
         conn.execute("INSERT INTO tickers (symbol) VALUES ('AAPL')")

@@ -22,6 +22,8 @@ TABLES = {
     "bar_metrics": "symbol, time, log_return, realized_vol, ewma_vol, sharpe",
     "alerts": "symbol, kind, time, value",
     "ticks_rejected": "source, received_at, seq, reason",
+    "daily_summary": "symbol, session_date, open, high, low, close, volume, trades, sharpe",
+    "session_events": "symbol, time, event, session_date",
 }
 
 
