@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from dataflows.sessions import MarketCalendar, Session, market_calendar, normalize
 
-US_PER_S = 1_000_000
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 

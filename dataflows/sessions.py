@@ -21,6 +21,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from dataflows.config import SessionConfig
 from dataflows.records import US
@@ -104,7 +105,13 @@ class MarketCalendar:
         import exchange_calendars as xcals
 
         self.name = normalize(name)
-        cal = xcals.get_calendar(self.name, start=_FIRST, end=_LAST)
+        cls = type(xcals.get_calendar(self.name))
+        # Some calendars start later or end sooner (XTKS: from 1997): their own span then.
+        lo, hi = cls.bound_min(), cls.bound_max()
+        first = max(pd.Timestamp(_FIRST), lo) if lo is not None else pd.Timestamp(_FIRST)
+        last = min(pd.Timestamp(_LAST), hi) if hi is not None else pd.Timestamp(_LAST)
+        self.span = (first.date(), last.date())
+        cal = xcals.get_calendar(self.name, start=first, end=last)
         self.tz = str(cal.tz)
         schedule = cal.schedule
         self.opens = _us(schedule["open"])
@@ -122,7 +129,9 @@ class MarketCalendar:
 
     def _check(self, i: int, t_us: int) -> None:
         if i >= len(self.closes) or t_us < self.opens[0]:
-            raise ValueError(f"{t_us} us is outside the {self.name} calendar ({_FIRST} to {_LAST})")
+            raise ValueError(
+                f"{t_us} us is outside the {self.name} calendar ({self.span[0]} to {self.span[1]})"
+            )
 
     def session_at(self, t_us: int) -> Session | None:
         """The session open at ``t_us``, or ``None`` when the market is closed."""

@@ -159,8 +159,9 @@ WHERE t.active
         description=(
             "The dataflow raised a stale_feed alert for {{ $labels.symbol }} "
             "{{ humanizeDuration $values.B.Value }} ago (an active ticker with no trade for "
-            "SENTINEL_STALE_AFTER_S seconds while its market was open, by the exchange "
-            "calendar SENTINEL_STALE_CALENDAR), and no trade has been stored since. "
+            "SENTINEL_STALE_AFTER_S seconds while its market was open, by the ticker's own "
+            "exchange calendar, tickers.calendar, or SENTINEL_CALENDAR_OVERRIDE when set), "
+            "and no trade has been stored since. "
             "Resolves when it trades again, or 15 minutes after that alert."
         ),
         anchor="stale-feed-during-market-hours",

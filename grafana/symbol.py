@@ -14,8 +14,10 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana.common import (
     Sql,
     SqlAnnotation,
+    color_cells,
     datasource,
     datetime_columns,
+    label_columns,
     new_dashboard,
     prop,
     shade_between,
@@ -227,7 +229,72 @@ LIMIT 100
     return datetime_columns(panel, "time").height(8).span(24)
 
 
-PANELS = (candles, returns, volatility, sharpe, forecast_vs_actual_returns, symbol_alerts)
+# The daily table's own time range: sessions closing in the last 30 days, whatever the
+# dashboard's (an hour by default) shows.
+DAILY_RANGE = "30d"
+
+
+def daily_summary() -> table.Panel:
+    sql = f"""
+SELECT session_date::text AS session,
+       close_time,
+       open, high, low, close,
+       close / NULLIF(open, 0) - 1 AS day_return,
+       overnight_return,
+       volume, vwap, trades,
+       realized_vol_ann,
+       sharpe,
+       (SELECT coalesce(sum(n::integer), 0) FROM jsonb_each_text(alerts) AS a(kind, n))
+           AS alerts
+FROM daily_summary
+WHERE symbol = {SYMBOL} AND $__timeFilter(close_time)
+ORDER BY session_date DESC
+LIMIT 60
+"""
+    columns = {
+        "session": ("Session", None),
+        "close_time": ("Close", "dateTimeAsIso"),
+        "open": ("Open", "currencyUSD"),
+        "high": ("High", "currencyUSD"),
+        "low": ("Low", "currencyUSD"),
+        "close": ("Close price", "currencyUSD"),
+        "day_return": ("Day (close/open)", "percentunit"),
+        "overnight_return": ("Overnight (log)", "percentunit"),
+        "volume": ("Volume", "short"),
+        "vwap": ("VWAP", "currencyUSD"),
+        "trades": ("Trades", "short"),
+        "realized_vol_ann": ("Realized vol (ann.)", "percentunit"),
+        "sharpe": ("Sharpe (ann.)", "none"),
+        "alerts": ("Alerts", "none"),
+    }
+    panel = (
+        table_panel(
+            "$symbol: daily summary",
+            "One row per trading session of the symbol's market calendar (regular hours), "
+            "written by the dataflow at the close: OHLC, return over the day and overnight, "
+            "volume, VWAP, trades, realized volatility and Sharpe ratio of the session's "
+            f"bars, and its alerts. Sessions closing in the last {DAILY_RANGE}, newest first "
+            "(the panel's own time range).",
+            sql,
+        )
+        .time_from(DAILY_RANGE)
+        .decimals(2)
+        .height(8)
+        .span(24)
+    )
+    panel = label_columns(panel, columns)
+    return panel.override_by_name("alerts", color_cells((None, "transparent"), (1, "orange")))
+
+
+PANELS = (
+    candles,
+    returns,
+    volatility,
+    sharpe,
+    forecast_vs_actual_returns,
+    symbol_alerts,
+    daily_summary,
+)
 
 
 def build() -> dashboard.Dashboard:
@@ -236,7 +303,8 @@ def build() -> dashboard.Dashboard:
             TITLE,
             UID,
             "One ticker: candles with volume, returns, realized vs forecast volatility, "
-            "Sharpe ratio, forecast vs actual returns, alerts as annotations.",
+            "Sharpe ratio, forecast vs actual returns, alerts as annotations, and a "
+            "summary of each trading session.",
         )
         .with_variable(symbol_variable(multi=False))
         .with_variable(interval_variable())

@@ -99,7 +99,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     where = "external database (DATABASE_URL)" if settings.database_url else "embedded TimescaleDB"
     console.print(f"[bold]database[/]: {where}")
     run_migrations(settings, dsn)
-    if seeded := seed_tickers(dsn, settings.symbol_list):
+    if seeded := seed_tickers(dsn, settings.symbol_list, settings.calendar):
         console.print(f"tickers: added {seeded} ({', '.join(settings.symbol_list)})")
 
     stack = Stack(

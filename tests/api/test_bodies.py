@@ -30,7 +30,14 @@ from tests.conftest import scratch_db
 MiB = 1024 * 1024
 JSON = {"content-type": "application/json"}
 TICKERS, WEBHOOK = "/tickers", "/alerts/notifications"
-BODY_ROUTES = (TICKERS, WEBHOOK)
+TICKER = "/tickers/AAPL"  # PATCH /tickers/{symbol}
+# Every route that takes a body: (method, a path of it, its route's path).
+BODY_ROUTES = (
+    ("POST", TICKERS, TICKERS),
+    ("PATCH", TICKER, "/tickers/{symbol}"),
+    ("POST", WEBHOOK, WEBHOOK),
+)
+SENT_TO = [(method, path) for method, path, _ in BODY_ROUTES]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +111,7 @@ class BadBody(NamedTuple):
     words: str
     status: int = 422
     content_type: str | None = "application/json"
+    method: str = "POST"
 
 
 def not_json(
@@ -172,13 +180,30 @@ BAD_BODIES = [
     BadBody(WEBHOOK, b'{"status": "firing", "x": 1e-99}', "number '1e-99'"),
     BadBody(WEBHOOK, b'{"status": "firing", "x": NaN}', "number 'NaN'"),
     BadBody(TICKERS, b'{"symbol": -Infinity}', "number '-Infinity'"),
+    BadBody(
+        TICKER,
+        b'{"calendar": "X\\ud800"}',
+        "body field 'calendar': contains a lone surrogate ('\\ud800' at position 1)",
+        method="PATCH",
+    ),
+    BadBody(
+        TICKER,
+        b'{"calendar": "XN\\u0000YS"}',
+        "body field 'calendar': contains a NUL character (at position 2)",
+        method="PATCH",
+    ),
+    BadBody(TICKER, b'{"active": tru', "request body: JSON decode error", method="PATCH"),
+    BadBody(TICKER, b"", "request body: Field required", method="PATCH"),
+    BadBody(TICKER, b'{"active": 1e999}', f"number '1e999' {NUMBER_LIMIT}", method="PATCH"),
+    BadBody(TICKER, nested(100), "nested deeper than", method="PATCH"),
+    BadBody(TICKER, b"active=true", "request body must be JSON", 415, FORM, "PATCH"),
 ]
 
 
 @pytest.mark.parametrize(
     BadBody._fields,
     BAD_BODIES,
-    ids=[f"{i}-{case.path}-{case.status}" for i, case in enumerate(BAD_BODIES)],
+    ids=[f"{i}-{case.method}-{case.path}-{case.status}" for i, case in enumerate(BAD_BODIES)],
 )
 def test_a_bad_body_gets_a_4xx_with_a_message_and_the_connection_survives(
     http: httpx.Client,
@@ -188,12 +213,13 @@ def test_a_bad_body_gets_a_4xx_with_a_message_and_the_connection_survives(
     content_type: str | None,
     status: int,
     words: str,
+    method: str,
 ) -> None:
     before = stored(writable_db)
     warm = http.get("/tickers")  # the connection the bad request must not break
     assert warm.status_code == 200
     headers = {"content-type": content_type} if content_type else {}
-    r = http.post(path, content=body, headers=headers)
+    r = http.request(method, path, content=body, headers=headers)
     assert_error(r, status, words)
     assert_still_usable(http, r)
     assert stored(writable_db) == before
@@ -227,11 +253,12 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
 def test_every_route_with_a_body_checks_it() -> None:
     app = create_app(app_settings())
     with_body = [r for r in api_routes(app.routes) if r.body_field is not None]
-    assert {r.path for r in with_body} == set(BODY_ROUTES), "test every route with a body"
+    found = {(m, r.path) for r in with_body for m in r.methods or ()}
+    assert found == {(m, route) for m, _, route in BODY_ROUTES}, "test every route with a body"
     assert all(isinstance(r, JsonBodyRoute) for r in with_body)
     operations = app.openapi()["paths"]
-    for path in BODY_ROUTES:
-        documented = operations[path]["post"]["responses"]
+    for method, _, route in BODY_ROUTES:
+        documented = operations[route][method.lower()]["responses"]
         assert {"413", "415", "422"} <= set(documented)
 
 
@@ -257,21 +284,21 @@ def test_a_body_at_the_limit_is_accepted(http: httpx.Client, writable_db: str) -
     execute(writable_db, "DELETE FROM alert_notifications")
 
 
-@pytest.mark.parametrize("path", BODY_ROUTES)
+@pytest.mark.parametrize(("method", "path"), SENT_TO)
 @pytest.mark.parametrize("size", [MiB + 1, 10 * MiB])
 def test_a_declared_length_over_the_limit_is_413(
-    http: httpx.Client, writable_db: str, path: str, size: int
+    http: httpx.Client, writable_db: str, method: str, path: str, size: int
 ) -> None:
-    r = http.post(path, content=padded(size), headers=JSON)
+    r = http.request(method, path, content=padded(size), headers=JSON)
     assert_error(r, 413, f"request body too large: the limit is {MiB} bytes")
     assert_still_usable(http, r)
     assert stored(writable_db) == (0, 0)
 
 
-@pytest.mark.parametrize("path", BODY_ROUTES)
+@pytest.mark.parametrize(("method", "path"), SENT_TO)
 @pytest.mark.parametrize("size", [MiB + 1, 10 * MiB])
 def test_a_chunked_body_over_the_limit_is_413(
-    http: httpx.Client, writable_db: str, path: str, size: int
+    http: httpx.Client, writable_db: str, method: str, path: str, size: int
 ) -> None:
     sent = []
 
@@ -280,7 +307,7 @@ def test_a_chunked_body_over_the_limit_is_413(
             sent.append(len(chunk))
             yield chunk
 
-    r = http.post(path, content=body(), headers=JSON)
+    r = http.request(method, path, content=body(), headers=JSON)
     assert r.request.headers["transfer-encoding"] == "chunked"
     assert "content-length" not in r.request.headers
     assert_error(r, 413, f"request body too large: the limit is {MiB} bytes")
@@ -339,9 +366,16 @@ WEBHOOKS = st.fixed_dictionaries(
         "extra": JSON_VALUES,
     },
 )
+PATCHES = st.fixed_dictionaries({}, optional={"calendar": JSON_VALUES, "active": JSON_VALUES})
 BODIES = st.one_of(
-    st.tuples(st.just(TICKERS), st.fixed_dictionaries({"symbol": JSON_VALUES}) | JSON_VALUES),
-    st.tuples(st.just(WEBHOOK), WEBHOOKS | JSON_VALUES),
+    st.tuples(
+        st.just("POST"),
+        st.just(TICKERS),
+        st.fixed_dictionaries({"symbol": JSON_VALUES}, optional={"calendar": JSON_VALUES})
+        | JSON_VALUES,
+    ),
+    st.tuples(st.just("PATCH"), st.just(TICKER), PATCHES | JSON_VALUES),
+    st.tuples(st.just("POST"), st.just(WEBHOOK), WEBHOOKS | JSON_VALUES),
 )
 CONTENT_TYPES = st.sampled_from(["application/json", "text/plain", "application/x+json", ""])
 PROPERTY = settings(
@@ -352,21 +386,23 @@ PROPERTY = settings(
 @PROPERTY
 @given(case=BODIES)
 def test_any_json_value_gets_an_answer_below_500(http: httpx.Client, case: Any) -> None:
-    path, value = case
-    r = http.post(path, content=dumps(value), headers=JSON)  # NaN, Infinity, escapes and all
+    method, path, value = case
+    # NaN, Infinity, escapes and all
+    r = http.request(method, path, content=dumps(value), headers=JSON)
     assert r.status_code < 500, r.text
     r.json()
 
 
 @PROPERTY
 @given(
-    path=st.sampled_from(BODY_ROUTES),
+    route=st.sampled_from(SENT_TO),
     body=TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")) | st.binary(max_size=64),
     content_type=CONTENT_TYPES,
 )
 def test_any_bytes_get_an_answer_below_500(
-    http: httpx.Client, path: str, body: bytes, content_type: str
+    http: httpx.Client, route: tuple[str, str], body: bytes, content_type: str
 ) -> None:
-    r = http.post(path, content=body, headers={"content-type": content_type})
+    method, path = route
+    r = http.request(method, path, content=body, headers={"content-type": content_type})
     assert r.status_code < 500, r.text
     r.json()

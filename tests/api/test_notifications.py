@@ -108,10 +108,11 @@ def test_a_payload_too_big_for_cutting_strings_becomes_a_stub() -> None:
     assert size(row) <= LIMIT
 
 
-TEXT = st.text(max_size=300) | st.builds(
-    lambda n, c: c * n, st.integers(0, 20_000), st.characters()
-)
-KEYS = st.text(max_size=8)
+# What a body that passed the JSON checks can hold: no lone surrogates (api.body refuses
+# them; recent Hypothesis versions generate them now and then).
+CHARS = st.characters(exclude_categories=["Cs"])
+TEXT = st.text(CHARS, max_size=300) | st.builds(lambda n, c: c * n, st.integers(0, 20_000), CHARS)
+KEYS = st.text(CHARS, max_size=8)
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | FINITE | TEXT,

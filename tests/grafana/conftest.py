@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
+import exchange_calendars as xcals
+import pandas as pd
 import psycopg
 import pytest
 from bytewax.testing import TestingSource, run_main
@@ -24,9 +26,9 @@ from psycopg import sql
 
 from connectors.simulator import SimulatorSource, Spike
 from connectors.timescale import SPECS
-from dataflows.alerts import AlertConfig
 from dataflows.analysis import CheckpointConfig
 from dataflows.bars import BarConfig
+from dataflows.config import SessionConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US, RawBatch
 from dataflows.ticks import FlowConfig, build_flow
@@ -45,6 +47,9 @@ STALE_LEAD_S = 10 * 60
 STALE_TAIL_S = 3 * 60
 STALE_EARLY = ("MSFT", INACTIVE)
 STALE_LATE = "NVDA"
+# The session-close run: its last minutes of trading and a few minutes after the close.
+CLOSE_LEAD_S = 10 * 60
+CLOSE_TAIL_S = 3 * 60
 
 
 @dataclass(frozen=True)
@@ -103,14 +108,37 @@ def _dead_letters(dsn: str, end_us: int) -> None:
 
 def _stale_feeds(dsn: str, end_us: int) -> None:
     """A live feed's heartbeats (a batch every 5 s, no trades) through the real flow: the
-    dataflow's stale check raises the stale_feed alerts. Its calendar is "always", so the
-    alerts do not depend on when the tests run."""
+    dataflow's stale check raises the stale_feed alerts. The flow has no calendars (every
+    market always open), so the alerts do not depend on when the tests run."""
     batches = []
     for clock in range(end_us - STALE_LEAD_S * US, end_us + STALE_TAIL_S * US + 1, 5 * US):
         subscribed = STALE_EARLY if clock < end_us else (*STALE_EARLY, STALE_LATE)
         batches.append(RawBatch("finnhub", clock, [], subscribed))
-    config = replace(_flow_config(), alerts=AlertConfig(stale_calendar="always"))
-    _run_batches(dsn, batches, config)
+    _run_batches(dsn, batches, _flow_config())
+
+
+def last_close_before(t: datetime) -> datetime:
+    """The latest XNYS session close at least 2 hours before ``t``."""
+    close = xcals.get_calendar("XNYS").previous_close(pd.Timestamp(t) - pd.Timedelta(hours=2))
+    return close.to_pydatetime()
+
+
+def _session_close(dsn: str, before: datetime) -> None:
+    """The last minutes of the latest XNYS session ended well before the simulated run,
+    and a few after its close, through the flow with market calendars: the dataflow
+    writes the session's close event and each ticker's daily summary."""
+    close_us = int(last_close_before(before).timestamp()) * US
+    source = SimulatorSource(
+        list(SYMBOLS),
+        seed=5,
+        start_us=close_us - CLOSE_LEAD_S * US,
+        duration_s=CLOSE_LEAD_S + CLOSE_TAIL_S,
+        paced=False,
+        rates=dict.fromkeys(SYMBOLS, 8.0),
+        calendar="XNYS",
+    )
+    config = replace(_flow_config(), sessions=SessionConfig(default="XNYS"))
+    run_main(build_flow(source, timescale_sinks(dsn, report_status=False), config))
 
 
 def _run_batches(dsn: str, batches: list[RawBatch], config: FlowConfig) -> None:
@@ -180,6 +208,7 @@ def filled_db(server_dsn: str, template_db: str) -> Iterator[FilledDb]:
         _wait_for_sink_status(dsn)  # before _dead_letters adds rows it does not report
         _dead_letters(dsn, end_us)
         _stale_feeds(dsn, end_us)
+        _session_close(dsn, datetime.fromtimestamp(start_us / US, tz=timezone.utc))
         end = datetime.fromtimestamp(end_us / US, tz=timezone.utc)
         _status_rows(dsn, end)
         # However long the run took on a loaded machine, the dashboard looks at it 5 s

@@ -12,14 +12,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import exchange_calendars as xcals
+import pandas as pd
 import psycopg
 import pytest
 import yaml
 
 from grafana import build
 from grafana.alerts import PIPELINE_DATAFLOW_DOWN, PIPELINE_FEED_DOWN, RULES, RuleSpec
-from grafana.macros import VariableValue, expand
-from tests.grafana.conftest import INACTIVE, STALE_LATE, FilledDb
+from grafana.macros import VariableValue, expand, parse_interval
+from tests.grafana.conftest import INACTIVE, RUN_S, STALE_LATE, FilledDb, last_close_before
 
 NUMERIC = {"int2", "int4", "int8", "float4", "float8", "numeric"}
 TEXT = {"text", "varchar", "name", "bpchar"}
@@ -44,6 +46,7 @@ class Panel:
     targets: tuple[Target, ...]
     multi_symbol: bool
     needs: frozenset[str] = frozenset()  # columns the panel refers to by name
+    time_from: str | None = None  # the panel's own relative range ("30d"), if it has one
 
 
 def _dashboards() -> dict[str, dict[str, Any]]:
@@ -72,7 +75,8 @@ def _panels() -> Iterator[Panel]:
             if panel["type"] == "candlestick":
                 needs |= set(panel["options"]["fields"].values())
             targets = tuple(Target(t["refId"], t["rawSql"], t["format"]) for t in panel["targets"])
-            yield Panel(f"{path} / {panel['title']}", targets, multi, frozenset(needs))
+            where = f"{path} / {panel['title']}"
+            yield Panel(where, targets, multi, frozenset(needs), panel.get("timeFrom"))
         for annotation in board["annotations"].get("list", []):
             target = annotation["target"]
             where = f"{path} / annotation {annotation['name']}"
@@ -115,11 +119,15 @@ def _type_name(conn: psycopg.Connection[Any], oid: int) -> str:
 
 
 def _expand_panel(panel: Panel, sql: str, filled: FilledDb) -> str:
-    """As the dashboard shows it over the last hour, just after the run."""
+    """As the dashboard shows it over the last hour, just after the run (a panel with a
+    relative time of its own, ``timeFrom``, over that instead, as Grafana does)."""
     symbol: str | list[str] = list(filled.symbols) if panel.multi_symbol else filled.symbols[0]
+    span = DASHBOARD_RANGE
+    if panel.time_from is not None:
+        span = timedelta(seconds=parse_interval(panel.time_from))
     return expand(
         sql,
-        time_from=filled.ready - DASHBOARD_RANGE,
+        time_from=filled.ready - span,
         time_to=filled.ready,
         interval_s=INTERVAL_S,
         variables={"symbol": symbol, "interval": SYMBOL_INTERVAL},
@@ -175,6 +183,28 @@ def test_tickers_table_holds_every_active_ticker_with_its_figures(filled_db: Fil
         assert 0 < figures["forecast_vol"] < 50  # annualized; finite and positive
         assert 0 < figures["realized_vol"] < 50
     assert table["AAPL"]["alerts"] >= 1  # the injected spike
+
+
+def test_daily_summary_table_shows_the_sessions_the_dataflow_summarized(
+    filled_db: FilledDb,
+) -> None:
+    (panel,) = [p for p in PANELS if p.where.endswith("/ $symbol: daily summary")]
+    assert panel.time_from == "30d"
+    names, _, rows = _run(filled_db.dsn, _expand_panel(panel, panel.targets[0].sql, filled_db))
+    table = [dict(zip(names, row, strict=True)) for row in rows]
+    close = last_close_before(filled_db.now - timedelta(seconds=RUN_S))
+    session = xcals.get_calendar("XNYS").minute_to_session(pd.Timestamp(close), "previous")
+    with psycopg.connect(filled_db.dsn) as conn:
+        stored = conn.execute(
+            "SELECT session_date, open, close, trades FROM daily_summary WHERE symbol = %s",
+            [filled_db.symbols[0]],
+        ).fetchall()
+    assert [(r["session"], r["close_time"]) for r in table] == [(str(session.date()), close)]
+    ((_, open_, close_price, trades),) = stored
+    (row,) = table
+    assert (row["open"], row["close"], row["trades"]) == (open_, close_price, trades)
+    assert row["day_return"] == pytest.approx(close_price / open_ - 1)
+    assert trades > 0
 
 
 # -- alert rules --------------------------------------------------------------------------

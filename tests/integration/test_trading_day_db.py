@@ -50,7 +50,7 @@ def test_replay_writes_sessions_summaries_and_flags(db: str, tmp_path: Path) -> 
         events = conn.execute(
             "SELECT symbol, event, count(*) FROM session_events GROUP BY 1, 2 ORDER BY 1, 2"
         ).fetchall()
-        flags = dict(
+        flags: dict[bool, int] = dict(
             conn.execute(
                 "SELECT extended, count(*) FROM ticks WHERE symbol = 'AAPL' GROUP BY 1"
             ).fetchall()
