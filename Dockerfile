@@ -30,7 +30,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SENTINEL_HOME=/var/lib/sentinel
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/sentinel sentinel \
-    && install -d -o sentinel -g sentinel /var/lib/sentinel/journal /var/lib/sentinel/recovery
+    && install -d -o sentinel -g sentinel /var/lib/sentinel/journal /var/lib/sentinel/recovery \
+        /var/lib/sentinel/archive
 COPY --from=build /opt/venv /opt/venv
 COPY docs /opt/sentinel/docs
 COPY --from=dashboard /src/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js /opt/sentinel/vendor/

@@ -40,9 +40,9 @@ column's values as little-endian bytes; it is computed the same way from the row
 from the database and from the Parquet file read back, so it does not depend on how either
 side ordered or encoded them.
 
-Retention (:func:`apply_retention`) runs on Apache-only servers (``timescaledb.license``
-= ``apache``); on community servers migration 0004's retention policy drops old chunks and
-this does nothing. For each chunk of ``ticks`` whose range ended more than ``days`` ago it
+Retention (:func:`apply_retention`) runs on Apache-only and community servers alike
+(migration 0009 removes 0004's time-only retention policy on ``ticks``, which would drop
+chunks unarchived). For each chunk of ``ticks`` whose range ended more than ``days`` ago it
 locks the chunk against inserts, finds every ``(symbol, day)`` with rows in it, and drops
 exactly that chunk if each one verifies: the file is readable, its rows and checksum equal
 the manifest's, its rows within the chunk's range equal the database's, and it was archived
@@ -257,7 +257,7 @@ def checksum(table: pa.Table) -> str:
     h.update(np.int64(rows.num_rows).astype("<i8").tobytes())
     for f in SCHEMA:
         column = rows.column(f.name).combine_chunks()
-        h.update(np.asarray(column.is_valid().to_numpy(zero_copy_only=False), np.uint8))
+        h.update(np.asarray(column.is_valid().to_numpy(zero_copy_only=False), np.uint8).tobytes())
         if pa.types.is_string(f.type):
             _hash_strings(h, column)
         else:
@@ -292,13 +292,12 @@ def _hash_strings(h: Any, column: pa.Array) -> None:
 # --- The database -------------------------------------------------------------------
 
 _FETCH = """COPY (
-    SELECT (extract(epoch FROM time) * 1000000)::int8, symbol, price, size, seq, conditions,
-           extended
+    SELECT time, symbol, price, size, seq, conditions, extended
     FROM ticks WHERE symbol = {symbol} AND time >= {lo} AND time < {hi} ORDER BY time, seq
 ) TO STDOUT (FORMAT csv, FORCE_QUOTE (symbol, conditions))"""
 
 _CSV_CONVERT = pacsv.ConvertOptions(
-    column_types={f.name: pa.int64() if f.name == "time" else f.type for f in SCHEMA},
+    column_types={f.name: f.type for f in SCHEMA},
     null_values=[""],
     strings_can_be_null=True,
     quoted_strings_can_be_null=False,  # "" is an empty string, a bare empty field NULL
@@ -310,15 +309,16 @@ _CSV_CONVERT = pacsv.ConvertOptions(
 def _fetch(conn: psycopg.Connection[Any], symbol: str, lo_us: int, hi_us: int) -> pa.Table:
     """The symbol's ticks with time in ``[lo, hi)``, in :data:`SCHEMA`, by ``(time, seq)``.
 
-    Text COPY read by Arrow's CSV reader: several times faster than rows as Python tuples,
-    and exact (``extra_float_digits`` makes PostgreSQL print floats that read back equal).
+    Text COPY read by Arrow's CSV reader: faster than rows as Python tuples, and exact:
+    times print in ISO 8601 in UTC to the microsecond, and ``extra_float_digits`` makes
+    PostgreSQL print the shortest digits that read back as the same float.
     """
     query = sql.SQL(_FETCH).format(
         symbol=sql.Literal(symbol), lo=sql.Literal(_to_dt(lo_us)), hi=sql.Literal(_to_dt(hi_us))
     )
     buf = io.BytesIO()
     with conn.cursor() as cur:
-        cur.execute("SET extra_float_digits = 3")
+        cur.execute("SET extra_float_digits = 3; SET datestyle = 'ISO'; SET timezone = 'UTC'")
         with cur.copy(query) as copy:
             for data in copy:
                 buf.write(data)
@@ -331,7 +331,7 @@ def _fetch(conn: psycopg.Connection[Any], symbol: str, lo_us: int, hi_us: int) -
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=_CSV_CONVERT,
     )
-    return _canonical(table.set_column(0, "time", table.column("time").cast(SCHEMA[0].type)))
+    return _canonical(table)
 
 
 def _first_tick(
@@ -725,10 +725,11 @@ def _verify(
 def _stamp(conn: psycopg.Connection[Any], checks: Iterable[Verification], now_us: int) -> None:
     keys = [(c.symbol, c.day) for c in checks if c.ok]
     if keys:
-        conn.cursor().executemany(
-            "UPDATE tick_archive SET verified_at = %s WHERE symbol = %s AND day = %s",
-            [(_to_dt(now_us), s, d) for s, d in keys],
-        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE tick_archive SET verified_at = %s WHERE symbol = %s AND day = %s",
+                [(_to_dt(now_us), s, d) for s, d in keys],
+            )
 
 
 def verify_day(dsn: str, uri: str, symbol: str, day: dt.date, *, now_us: int) -> Verification:
@@ -765,7 +766,6 @@ class ChunkDecision:
 @dataclass(frozen=True)
 class RetentionReport:
     """A retention run. ``action``: ``applied``, ``dry run``, ``disabled`` (0 days),
-    ``server policy`` (a community server: migration 0004's policy drops chunks),
     ``unsupported`` (no TimescaleDB license known) or ``busy`` (another run holds the lock).
     """
 
@@ -890,9 +890,7 @@ def apply_retention(
         license_ = _license(conn)
         if days <= 0:
             return RetentionReport(license_, "disabled", days)
-        if license_ == "timescale":
-            return RetentionReport(license_, "server policy", days)
-        if license_ != "apache":
+        if license_ not in ("apache", "timescale"):
             log.warning("TimescaleDB license %r: no retention run", license_)
             return RetentionReport(license_, "unsupported", days)
         if not _locked(conn):
@@ -915,7 +913,9 @@ def apply_retention(
                     tuple(grown),
                 )
             for check in decision.refused:
-                log.warning("retention keeps %s: %s", decision.chunk, check)
+                # Waiting for a day to settle is routine; anything else needs a look.
+                level = logging.INFO if check.problem is Problem.UNSETTLED else logging.WARNING
+                log.log(level, "retention keeps %s: %s", decision.chunk, check)
             decisions.append(decision)
         action = "dry run" if dry_run else "applied"
         return RetentionReport(license_, action, days, cutoff, tuple(decisions))

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.logging import RichHandler
 
+from sentinel.commands.archive import cmd_archive, cmd_retention
 from sentinel.commands.common import CommandError, console
 from sentinel.commands.db import cmd_db
 from sentinel.commands.live import cmd_dataflow, cmd_feed, cmd_up
@@ -65,8 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--calendar", help="with --sessions: the symbols' market calendar")
     sim.set_defaults(func=cmd_simulate)
 
-    rep = sub.add_parser("replay", help="run the dataflow over a CSV or Parquet file")
-    rep.add_argument("file", type=Path, help="columns time,symbol,price[,size]")
+    rep = sub.add_parser(
+        "replay", help="run the dataflow over a CSV or Parquet file, or the tick archive"
+    )
+    rep.add_argument(
+        "file",
+        type=Path,
+        help="columns time,symbol,price[,size]; or an archive directory (or part of it)",
+    )
     rep.add_argument("--bar", required=True, help="bar length: 1s to 1d (e.g. 1m, 1d)")
     rep.add_argument("--speed", default="max", help="'max' (default) or X times real time")
     rep.add_argument("--symbol", action="append", default=[], help="only this symbol (repeat)")
@@ -104,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--burn-in", type=int, default=250, help="days before scoring starts")
     ev.add_argument("--garch-refit", type=int, default=20, help="days between GARCH refits")
     ev.set_defaults(func=cmd_evaluate)
+
+    arc = sub.add_parser("archive", help="archive the ticks of past days to Parquet")
+    arc.add_argument("--uri", help="directory or pyarrow URI (default SENTINEL_ARCHIVE_URI)")
+    arc.add_argument("--watch", action="store_true", help="repeat, with retention, until Ctrl-C")
+    arc.add_argument("--day", action="append", default=[], help="archive again: YYYY-MM-DD")
+    arc.add_argument("--symbol", action="append", default=[], help="archive again: symbol")
+    arc.set_defaults(func=cmd_archive)
+
+    ret = sub.add_parser("retention", help="drop old ticks chunks once archived and verified")
+    ret.add_argument("--days", type=float, help="default SENTINEL_TICKS_RETENTION_DAYS (90)")
+    ret.add_argument("--dry-run", action="store_true", help="verify and report; drop nothing")
+    ret.add_argument("--uri", help="the archive (default SENTINEL_ARCHIVE_URI)")
+    ret.set_defaults(func=cmd_retention)
 
     db = sub.add_parser("db", help="the embedded TimescaleDB")
     db.add_argument("action", choices=["start", "stop", "status", "url", "migrate", "seed"])

@@ -13,6 +13,16 @@ so that the dataflow validates them and can store the raw payload of a bad row:
   ``"2024-01-02T14:30:00.000850Z"`` (naive timestamps are taken as UTC; nanoseconds are
   truncated), and date-typed values become ``"2024-01-02"``. Strings, unlike bare epoch
   integers, need no guess about their unit.
+- A directory of Parquet files, such as the end-of-day archive
+  (``date=YYYY-MM-DD/symbol=SYM/ticks.parquet``, see :mod:`connectors.archive`) or any
+  part of it: every ``.parquet``/``.pq`` file below it (names starting with ``.`` or
+  ``_`` skipped, as Hive and Spark do) is one stream, merged by time: rows come in
+  ``(time, seq, symbol)`` order (``seq`` when every file has an integer one), so days come
+  in date order and within a day all symbols interleave as they traded, whatever calendar
+  each is on. Each file must have the same columns and a timestamp-typed ``time``, and be
+  in time order itself (the archive's are; a file that is not comes out late, never lost).
+  Values are as for one Parquet file; a row's number is its position in the merged
+  stream, so a resumed replay needs the directory to hold the same files.
 
 :func:`inspect_file` learns what a replay needs to know about its file once;
 :func:`read_chunks` then streams :class:`RawChunk` s of rows from any row on.
@@ -24,7 +34,7 @@ import csv
 import gzip
 import warnings
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BufferedReader
 from itertools import islice
@@ -56,18 +66,33 @@ _CSV_SLACK_FIELDS = 4
 
 
 @dataclass(frozen=True)
+class DatasetPart:
+    """One Parquet file of a directory replayed as one stream."""
+
+    path: Path
+    columns: dict[str, str]  # time/symbol/price[/size] -> the file's column
+    types: dict[str, pa.DataType]  # the same roles -> their Arrow types (time: us, UTC)
+    seq: str | None  # an integer column named seq, the tie-break of equal times
+    rows: int
+    first_us: int | None  # the file's earliest time by its statistics, if it has them
+
+
+@dataclass(frozen=True)
 class FileInfo:
     """What a replay needs to know about its file, learned once when the source is built."""
 
     path: Path
-    format: str  # "csv" or "parquet"
+    format: str  # "csv", "parquet" or "dataset" (a directory of Parquet files)
     columns: dict[str, int | str]  # time/symbol/price[/size] -> CSV field index | column
     width: int  # fields in the CSV header
     total_rows: int | None
+    parts: tuple[DatasetPart, ...] = ()  # a dataset's files, in path order
 
 
 def inspect_file(path: Path, *, count_rows: bool) -> FileInfo:
     name = path.name
+    if path.is_dir():
+        return _inspect_dataset(path)
     lowered = name.lower()
     if lowered.endswith(CSV_SUFFIXES):
         fmt = "csv"
@@ -188,7 +213,8 @@ def read_chunks(
 ) -> Generator[RawChunk, None, None]:
     """The file's rows from row ``start`` on, ``chunk_rows`` at a time, only those of
     ``symbols`` if given; a read error becomes a ValueError that names the file."""
-    reader = _read_csv if info.format == "csv" else _read_parquet
+    readers = {"csv": _read_csv, "parquet": _read_parquet, "dataset": _read_dataset}
+    reader = readers[info.format]
     try:
         yield from reader(info, start, chunk_rows, symbols)
     except (OSError, EOFError, csv.Error, pa.ArrowException) as exc:
@@ -308,22 +334,31 @@ def _read_parquet(
             row_groups=list(range(group, meta.num_row_groups)),
             columns=list(dict.fromkeys(names.values())),
         )
-        sizes = _chunk_sizes(start, chunk_rows)
-        want, row, pending, have = next(sizes), start, [], 0
-        for batch in batches:
-            if skip >= batch.num_rows:
-                skip -= batch.num_rows
-                continue
-            batch, skip = batch.slice(skip), 0
-            pending.append(batch)
-            have += batch.num_rows
-            while have >= want:
-                table = pa.Table.from_batches(pending)
-                yield _parquet_chunk(row, table.slice(0, want), names, symbols)
-                pending, have, row = table.slice(want).to_batches(), have - want, row + want
-                want = next(sizes)
-        if have:
-            yield _parquet_chunk(row, pa.Table.from_batches(pending), names, symbols)
+        for row, table in _in_chunks(batches, start, skip, chunk_rows):
+            yield _parquet_chunk(row, table, names, symbols)
+
+
+def _in_chunks(
+    batches: Iterable[pa.RecordBatch], start: int, skip: int, chunk_rows: int
+) -> Iterator[tuple[int, pa.Table]]:
+    """``(first row, table)`` chunks of the rows from row ``start`` on, sized by
+    :func:`_chunk_sizes`; ``batches`` holds ``skip`` rows before row ``start``."""
+    sizes = _chunk_sizes(start, chunk_rows)
+    want, row, pending, have = next(sizes), start, [], 0
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        batch, skip = batch.slice(skip), 0
+        pending.append(batch)
+        have += batch.num_rows
+        while have >= want:
+            table = pa.Table.from_batches(pending)
+            yield row, table.slice(0, want)
+            pending, have, row = table.slice(want).to_batches(), have - want, row + want
+            want = next(sizes)
+    if have:
+        yield row, pa.Table.from_batches(pending)
 
 
 def _parquet_chunk(
@@ -375,3 +410,216 @@ def _column_values(column: pa.ChunkedArray) -> list[object]:
     elif (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and values.null_count == 0:
         return values.to_numpy().tolist()
     return values.to_pylist()
+
+
+# --- A directory of Parquet files, merged by time -----------------------------------
+
+_TIME = pa.timestamp("us", tz="UTC")
+_NEVER = np.iinfo(np.int64).max
+
+
+def _inspect_dataset(path: Path) -> FileInfo:
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.name.lower().endswith(PARQUET_SUFFIXES)
+        and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        and p.is_file()
+    )
+    if not files:
+        raise ValueError(f"{path.name}: no Parquet files (.parquet, .pq) in the directory {path}")
+    parts = [_dataset_part(path, f) for f in files]
+    roles = set(parts[0].columns)
+    for part in parts[1:]:
+        if set(part.columns) != roles:
+            raise ValueError(
+                f"{path.name}: {part.path.relative_to(path)} has the columns "
+                f"{sorted(part.columns)}, {parts[0].path.relative_to(path)} "
+                f"{sorted(roles)}: every file of a directory needs the same"
+            )
+    columns: dict[str, int | str] = {
+        r: r for r in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if r in roles
+    }
+    total = sum(part.rows for part in parts)
+    info = FileInfo(path, "dataset", columns, len(columns), total, tuple(parts))
+    _merged_schema(info)  # the files' types must agree
+    return info
+
+
+def _dataset_part(root: Path, path: Path) -> DatasetPart:
+    label = f"{root.name}/{path.relative_to(root)}"
+    try:
+        with pq.ParquetFile(path) as pf:
+            schema, meta = pf.schema_arrow, pf.metadata
+            first = _first_time(meta, schema)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"{label}: not a readable Parquet file: {exc}") from exc
+    names = list(schema.names)
+    columns = {role: names[i] for role, i in _match_columns(label, names).items()}
+    types = {role: _value_type(schema.field(name).type) for role, name in columns.items()}
+    if not pa.types.is_timestamp(types["time"]):
+        raise ValueError(
+            f"{label}: the time column is {types['time']}; the files of a directory are "
+            "merged by time, so it must be a Parquet timestamp"
+        )
+    types["time"] = _TIME
+    seq = next((n for n in names if n.strip().lower() == "seq"), None)
+    if seq is not None and not pa.types.is_integer(_value_type(schema.field(seq).type)):
+        seq = None
+    return DatasetPart(path, columns, types, seq, meta.num_rows, first)
+
+
+def _value_type(kind: pa.DataType) -> pa.DataType:
+    return kind.value_type if pa.types.is_dictionary(kind) else kind
+
+
+def _first_time(meta: pq.FileMetaData, schema: pa.Schema) -> int | None:
+    """The smallest time in the file's row group statistics, or None if any lacks them."""
+    names = [n for n in schema.names if n.strip().lower() == "time"]
+    leaves = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    if len(names) != 1 or names[0] not in leaves or meta.num_row_groups == 0:
+        return None
+    j = leaves.index(names[0])
+    firsts = []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(j).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        try:
+            value = pd.Timestamp(stats.min)
+            value = value.tz_localize("UTC") if value.tzinfo is None else value
+            firsts.append(value.value // 1000)  # `value` is in nanoseconds, whatever the unit
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return min(firsts)
+
+
+class _Cursor:
+    """One file of a merge: its rows read so far and not yet merged, in role columns."""
+
+    def __init__(self, part: DatasetPart, schema: pa.Schema, batch_rows: int) -> None:
+        self.part = part
+        self.schema = schema
+        self._file = pq.ParquetFile(part.path)
+        wanted = [
+            *part.columns.values(),
+            *([part.seq] if part.seq and "seq" in schema.names else []),
+        ]
+        self._batches = self._file.iter_batches(
+            batch_size=batch_rows, columns=list(dict.fromkeys(wanted))
+        )
+        self.rows = schema.empty_table()
+        self.times = np.empty(0, dtype=np.int64)
+        self.done = False
+
+    @property
+    def last(self) -> int:
+        """The latest time read: no row to come is earlier, if the file is in time order."""
+        return int(self.times.max()) if len(self.times) else _NEVER
+
+    def load(self) -> None:
+        """Read the file's next batch (or find it done, and close it)."""
+        for batch in self._batches:
+            if batch.num_rows:
+                table = self._roles(batch)
+                self.rows = pa.concat_tables([self.rows, table])
+                self.times = np.concatenate([self.times, _times_us(table)])
+                return
+        self.done = True
+        self._file.close()
+
+    def _roles(self, batch: pa.RecordBatch) -> pa.Table:
+        sources = dict(self.part.columns)
+        if "seq" in self.schema.names and self.part.seq:
+            sources["seq"] = self.part.seq
+        arrays = [pc.cast(batch.column(sources[f.name]), f.type, safe=False) for f in self.schema]
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def take(self, bound: int) -> pa.Table | None:
+        """Remove and return the rows earlier than ``bound``."""
+        before = self.times < bound
+        if not before.any():
+            return None
+        if before.all():
+            taken, self.rows, self.times = self.rows, self.schema.empty_table(), self.times[:0]
+            return taken
+        taken = self.rows.filter(pa.array(before))
+        self.rows, self.times = self.rows.filter(pa.array(~before)), self.times[~before]
+        return taken
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _times_us(table: pa.Table) -> np.ndarray:
+    """The times as int64 microseconds; a missing time as the earliest (it goes out at
+    once, to be rejected by the parse step)."""
+    times = pc.fill_null(table.column("time").cast(pa.int64()), -_NEVER)
+    return np.asarray(times.to_numpy(), dtype=np.int64)
+
+
+def _merged_schema(info: FileInfo) -> pa.Schema:
+    roles = _roles(info)
+    try:
+        schema = pa.unify_schemas(
+            [pa.schema([(r, p.types[r]) for r in roles]) for p in info.parts],
+            promote_options="permissive",
+        )
+    except (pa.ArrowException, TypeError) as exc:
+        raise ValueError(f"{info.path.name}: the files' column types disagree: {exc}") from exc
+    if all(p.seq for p in info.parts):
+        schema = schema.append(pa.field("seq", pa.int64()))
+    return schema
+
+
+def _merge(info: FileInfo, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of every file of ``info``, merged in ``(time, seq, symbol)`` order.
+
+    A file is opened when the merge reaches its first time (from its statistics; a file
+    without them is opened at once), and rows go out once no file can still hold an
+    earlier one: each open file holds a batch or so of rows in memory at a time.
+    """
+    schema = _merged_schema(info)
+    keys = [(k, "ascending") for k in ("_at", "seq", "symbol") if k in {"_at", *schema.names}]
+    waiting = deque(
+        sorted(
+            (p for p in info.parts if p.rows),
+            key=lambda p: -_NEVER if p.first_us is None else p.first_us,
+        )
+    )
+    cursors: list[_Cursor] = []
+    try:
+        while waiting or cursors:
+            for c in cursors:
+                if not c.done and not len(c.times):
+                    c.load()
+            cursors = [c for c in cursors if len(c.times) or not c.done]
+            opening = _NEVER
+            if waiting:
+                opening = -_NEVER if waiting[0].first_us is None else waiting[0].first_us
+            reading = min((c.last for c in cursors if not c.done), default=_NEVER)
+            bound = min(opening, reading)
+            taken = [t for c in cursors if (t := c.take(bound)) is not None]
+            if taken:
+                merged = pa.concat_tables(taken)
+                merged = merged.append_column("_at", pa.array(_times_us(merged)))
+                yield from merged.sort_by(keys).drop_columns(["_at"]).to_batches()
+            elif waiting and opening <= reading:
+                cursor = _Cursor(waiting.popleft(), schema, batch_rows)
+                cursors.append(cursor)
+                cursor.load()
+            else:
+                for c in cursors:
+                    if not c.done and c.last == reading:
+                        c.load()
+    finally:
+        for c in cursors:
+            c.close()
+
+
+def _read_dataset(
+    info: FileInfo, start: int, chunk_rows: int, symbols: frozenset[str] | None
+) -> Generator[RawChunk, None, None]:
+    names = {role: role for role in _roles(info)}
+    for row, table in _in_chunks(_merge(info, chunk_rows), start, start, chunk_rows):
+        yield _parquet_chunk(row, table, names, symbols)

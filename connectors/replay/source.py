@@ -5,7 +5,8 @@
 speed is set (:mod:`connectors.replay.pacing`), and emits them as
 :class:`~dataflows.records.RowBlock` payloads of :class:`~dataflows.records.RawBatch`
 items. A row's ``seq`` is its 0-based data row number in the file (the header is not a
-row), so a re-delivered row carries the same ``seq`` as the first time.
+row; for a directory, its position in the merged stream), so a re-delivered row carries the
+same ``seq`` as the first time.
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, ReplayState]):
 
 
 class ReplaySource(FixedPartitionedSource[RawBatch, ReplayState]):
-    """Replays one CSV or Parquet file of trades; one partition, named after the file.
+    """Replays one CSV or Parquet file of trades, or a directory of Parquet files (the
+    end-of-day archive) merged by time; one partition, named after the file.
 
     Each item is a :class:`~dataflows.records.RawBatch` from ``replay:<file name>``
     holding one :class:`~dataflows.records.RowBlock` per run of consecutive rows (one
@@ -221,7 +223,10 @@ class ReplaySource(FixedPartitionedSource[RawBatch, ReplayState]):
     0-based data row number in the file), so sinks can be idempotent.
 
     :arg path: A ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file with the columns
-        ``time``, ``symbol``, ``price`` and optionally ``size``.
+        ``time``, ``symbol``, ``price`` and optionally ``size``; or a directory of such
+        Parquet files, each in time order, replayed as one stream in time order (the
+        archive written by :mod:`connectors.archive`, or one ``date=...`` directory of it;
+        see :mod:`connectors.replay.formats`).
     :arg speed: None replays as fast as possible; X paces rows by event time at X times
         real speed: a row with time t is released no earlier than (t - t0) / X seconds
         after the first row (time t0), which is released at once. Pacing assumes a file

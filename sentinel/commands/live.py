@@ -136,13 +136,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         stack.spawn("feed", [*sentinel, "feed"], env)
         workers = str(args.workers or settings.workers)
         stack.spawn("dataflow", [*sentinel, "dataflow", "-w", workers], env)
+        # End of day: each closed day's ticks to the Parquet archive, then retention.
+        stack.spawn("archive", [*sentinel, "archive", "--watch"], env)
         api_url = _start_api(stack, settings, env)
         _print_up(dsn, feed_url, bar, stack, api_url, settings)
         return _supervise(stack, dsn, args.duration, row_counts)
     finally:
         stack.stop_all()
         console.print(
-            "stopped the API, the feed and the dataflow; the database keeps running "
+            "stopped the API, the feed, the dataflow and the archiver; the database keeps running "
             "(`sentinel db stop` stops it)"
         )
 
@@ -172,6 +174,7 @@ def _print_up(
     out.print(f"  feed      {feed_url}")
     out.print(f"  journal   {settings.journal_file}")
     out.print(f"  dataflow  {bar} bars, recovery {recovery}")
+    out.print(f"  archive   {settings.archive_location} (every {settings.archive_every_s:g} s)")
     out.print(f"  logs      {stack.log_dir}")
     out.print("  stop      Ctrl-C")
 

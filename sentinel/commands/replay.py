@@ -29,8 +29,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     speed = None if args.speed == "max" else positive(args.speed, "--speed")
     bar_seconds = parse_interval(args.bar)
-    if not args.file.is_file():
-        raise CommandError(f"{args.file}: no such file")
+    if not args.file.exists():
+        raise CommandError(f"{args.file}: no such file or directory")
     dsn = database_url(settings, start=True)
     run_migrations(settings, dsn)
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())

@@ -100,7 +100,7 @@ def test_images_are_pinned(name: str) -> None:
 
 def test_app_services_build_one_image_from_the_dockerfile() -> None:
     app = {name: s for name, s in SERVICES.items() if "build" in s}
-    assert set(app) == {"migrate", "simulator", "feed", "dataflow", "api"}
+    assert set(app) == {"migrate", "simulator", "feed", "dataflow", "archive", "api"}
     assert len({s["image"] for s in app.values()}) == 1
     assert all(s["build"]["dockerfile"] == "Dockerfile" for s in app.values())
 
@@ -288,6 +288,7 @@ def test_dependencies_wait_on_conditions() -> None:
         "feed": {"migrate": "service_completed_successfully", "simulator": "service_healthy"},
         "dataflow": {"migrate": "service_completed_successfully", "feed": "service_started"},
         "api": {"migrate": "service_completed_successfully"},
+        "archive": {"migrate": "service_completed_successfully"},
         "grafana": {"timescaledb": "service_healthy", "migrate": "service_completed_successfully"},
     }
     for name, service in SERVICES.items():

@@ -10,8 +10,11 @@ The first archive round runs at 2024-03-12T12:00Z: every day is due except the c
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -31,8 +34,11 @@ from connectors.archive import (
     checksum,
     verify_day,
 )
-from connectors.replay import ReplaySource
+from connectors.replay import ReplaySource, ReplayState
+from dataflows.records import RowBlock
 from dataflows.times import to_epoch_us
+from sentinel.cli import main
+from sentinel.settings import get_settings
 
 UTC = dt.timezone.utc
 STOCK, COIN = "AAPL", "BINANCE:BTCUSDT"
@@ -163,7 +169,7 @@ def archive_frame(root: Path) -> pd.DataFrame:
     return normalized(pa.concat_tables(tables).to_pandas())
 
 
-def manifest(dsn: str) -> dict[tuple[str, dt.date], tuple[object, ...]]:
+def manifest(dsn: str) -> dict[tuple[str, dt.date], tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT symbol, day, calendar, day_start, day_end, uri, rows, checksum, verified_at "
@@ -392,10 +398,13 @@ def _truncate(path: Path) -> None:
     ],
 )
 def test_a_damaged_file_keeps_its_days_chunks(
-    archived: tuple[str, Path], damage: object, problem: Problem | None, reason: str
+    archived: tuple[str, Path],
+    damage: Callable[[Path], object],
+    problem: Problem | None,
+    reason: str,
 ) -> None:
     dsn, root = archived
-    damage(root / Archive.relative(STOCK, DAYS[0]))  # type: ignore[operator]
+    damage(root / Archive.relative(STOCK, DAYS[0]))
     report = retention(dsn, root)
     # The stock's Friday is in the chunks of 03-08 and 03-09 (its after hours): both stay.
     assert chunks(dsn) == [DAYS[0], DAYS[1], DAYS[4]]
@@ -421,7 +430,8 @@ def test_retention_archives_again_a_day_that_gained_rows(archived: tuple[str, Pa
     (kept, _) = first.refused
     (grown,) = kept.refused
     assert (grown.symbol, grown.day, grown.problem) == (COIN, DAYS[1], Problem.DB_DIFFERS)
-    assert (grown.db_rows, grown.archive_rows) == (grown.archive_rows + 1, grown.archive_rows)  # type: ignore[operator]
+    assert grown.archive_rows is not None
+    assert grown.db_rows == grown.archive_rows + 1
     assert kept.rearchived == ((COIN, DAYS[1]),)
     second = retention(dsn, root, now=FAR + dt.timedelta(hours=1))
     assert len(second.dropped) == 1
@@ -454,10 +464,14 @@ def test_calendar_override_wins(filled: str, tmp_path: Path) -> None:
 # --- Replaying the archive ----------------------------------------------------------
 
 
-def replayed(path: Path, **kw: object) -> pd.DataFrame:
-    source = ReplaySource(path, batch_rows=37, **kw)  # type: ignore[arg-type]
+def replayed(path: Path, symbols: list[str] | None = None) -> pd.DataFrame:
+    source = ReplaySource(path, batch_rows=37, symbols=symbols)
     part = source.build_part("replay", source.name, None)
-    seqs, times, symbols, prices, sizes = [], [], [], [], []
+    seqs: list[int] = []
+    times: list[object] = []
+    names: list[object] = []
+    prices: list[object] = []
+    sizes: list[object] = []
     while True:
         try:
             batches = part.next_batch()
@@ -465,17 +479,18 @@ def replayed(path: Path, **kw: object) -> pd.DataFrame:
             break
         for batch in batches:
             for first, block in batch.messages:
-                n = len(block.time)  # type: ignore[union-attr]
-                seqs += range(first, first + n)
-                times += block.time  # type: ignore[union-attr]
-                symbols += block.symbol  # type: ignore[union-attr]
-                prices += block.price  # type: ignore[union-attr]
-                sizes += block.size  # type: ignore[union-attr, operator]
+                assert isinstance(block, RowBlock)
+                assert block.size is not None
+                seqs += range(first, first + len(block.time))
+                times += block.time
+                names += block.symbol
+                prices += block.price
+                sizes += block.size
     part.close()
     time_us, ok = to_epoch_us(times)
     assert ok.all()
     return pd.DataFrame(
-        {"seq": seqs, "time_us": time_us, "symbol": symbols, "price": prices, "size": sizes}
+        {"seq": seqs, "time_us": time_us, "symbol": names, "price": prices, "size": sizes}
     )
 
 
@@ -516,15 +531,66 @@ def test_replay_of_the_archive_resumes_and_filters(archived: tuple[str, Path]) -
         coin, whole[whole["symbol"] == COIN].reset_index(drop=True)
     )  # the same row numbers as in the whole stream
     source = ReplaySource(root, batch_rows=37)
-    from connectors.replay import ReplayState
-
     part = source.build_part("replay", source.name, ReplayState(500, 0))
     rest: list[int] = []
     while True:
         try:
             for batch in part.next_batch():
                 for first, block in batch.messages:
-                    rest += range(first, first + len(block.time))  # type: ignore[union-attr]
+                    assert isinstance(block, RowBlock)
+                    rest += range(first, first + len(block.time))
         except StopIteration:
             break
     assert rest == list(range(500, len(whole)))
+
+
+# --- The command line ---------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(filled: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``sentinel`` in this process, on the test database; yields the archive directory."""
+    monkeypatch.setenv("DATABASE_URL", filled)
+    monkeypatch.setenv("SENTINEL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SENTINEL_ARCHIVE_URI", str(tmp_path / "cli-archive"))
+    get_settings.cache_clear()
+    yield tmp_path / "cli-archive"
+    get_settings.cache_clear()
+
+
+def test_sentinel_archive_and_retention(
+    cli: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The wall clock is years past 2024: every day is due, the coin's Tuesday included.
+    assert main(["archive"]) == 0
+    err = capsys.readouterr().err
+    assert "8 day(s), 703 rows, verified" in err
+    assert len(files(cli)) == 8
+    with caplog.at_level(logging.INFO, "connectors.archive"):
+        assert main(["retention", "--dry-run"]) == 0
+    assert "0 chunk(s) would drop, 5 kept" in capsys.readouterr().err
+    # Each day was archived just now: its rows may still be changing.
+    assert f"{STOCK} 2024-03-08: archived too recently (archived at " in caplog.text
+    assert main(["archive", "--day", "2024-03-08"]) == 1
+    assert "--day and --symbol go together" in capsys.readouterr().err
+    assert main(["archive", "--day", "2024-03-08", "--symbol", "aapl"]) == 0
+    assert "1 day(s), 132 rows" in capsys.readouterr().err
+
+
+def test_sentinel_archive_watch_runs_rounds_until_interrupted(
+    cli: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rounds: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        rounds.append(seconds)
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("sentinel.commands.archive.time.sleep", sleep)
+    assert main(["archive", "--watch"]) == 130
+    assert rounds == [600.0, 600.0]
+    err = capsys.readouterr().err
+    assert "retention 90 days" in err
+    assert "8 day(s)" in err  # the first round
+    assert "kept" not in err  # days waiting to settle are not worth a report

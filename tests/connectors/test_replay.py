@@ -10,6 +10,7 @@ from pathlib import Path
 
 import bytewax.operators as op
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from bytewax.dataflow import Dataflow
@@ -118,12 +119,36 @@ def normalized(rows: Sequence[Row]) -> list[tuple[int, int, str, float, float | 
     ]
 
 
-@pytest.fixture(params=["csv", "csv.gz", "parquet"])
+def trades_directory(path: Path, n: int, row_group_size: int = 3) -> Path:
+    """n trades in a directory, one Parquet file per symbol (``symbol=S/part.parquet``),
+    MSFT's without statistics; and files a replay skips (hidden, or Spark's markers)."""
+    table = pq.read_table(trades_parquet(path.with_suffix(".parquet"), n))
+    path.with_suffix(".parquet").unlink()
+    for symbol in sorted(set(SYMBOLS)):
+        (path / f"symbol={symbol}").mkdir(parents=True)
+        rows = table.filter(pc.equal(table.column("symbol"), symbol))
+        pq.write_table(
+            rows,
+            path / f"symbol={symbol}" / "part.parquet",
+            row_group_size=row_group_size,
+            write_statistics=symbol != "MSFT",
+        )
+    (path / "_SUCCESS").write_bytes(b"")
+    (path / "symbol=AAPL" / ".part.parquet.tmp").write_bytes(b"half a file")
+    (path / "_temporary").mkdir()
+    pq.write_table(table, path / "_temporary" / "part.parquet")
+    return path
+
+
+@pytest.fixture(params=["csv", "csv.gz", "parquet", "directory"])
 def trades_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """25 trades in each format; Parquet in row groups of 6 rows."""
+    """25 trades in each format; Parquet in row groups of 6 rows; a directory of a file
+    per symbol in row groups of 3, merged back by time."""
     suffix = request.param
     if suffix == "parquet":
         return trades_parquet(tmp_path / "trades.parquet", 25, row_group_size=6)
+    if suffix == "directory":
+        return trades_directory(tmp_path / "trades", 25)
     return trades_csv(tmp_path / f"trades.{suffix}", 25)
 
 
@@ -292,6 +317,88 @@ def test_progress_counts_rows_the_filter_skips(tmp_path: Path) -> None:
     path = trades_csv(tmp_path / "t.csv", 9)
     drain(ReplaySource(path, symbols=["AAPL"], on_progress=lambda d, t: calls.append((d, t))))
     assert calls == [(9, 9), (9, 9)]  # rows 0, 4, 8 sent; the whole file read
+
+
+def test_a_directory_merges_its_files_by_time_seq_and_symbol(tmp_path: Path) -> None:
+    """Files named out of time order, overlapping in time, equal times across files, a
+    missing time, nanoseconds and another time zone: one stream in time order."""
+    root = tmp_path / "d"
+    (root / "b").mkdir(parents=True)
+    ny = pa.timestamp("ns", tz="America/New_York")
+    pq.write_table(
+        pa.table(
+            {
+                "Time": pa.array([T0_US * 1000 + 999, (T0_US + 20) * 1000, None], ny),
+                "symbol": ["A", "A", "A"],
+                "price": [1.0, 2.0, 3.0],
+                "seq": [5, 6, 7],
+            }
+        ),
+        root / "b" / "a.parquet",
+        row_group_size=1,
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "time": pa.array([T0_US - 5, T0_US, T0_US, T0_US + 30], pa.timestamp("us")),
+                "SYMBOL": ["B", "B", "C", "B"],
+                "price": [4, 5, 6, 7],
+                "seq": [1, 5, 5, 8],
+            }
+        ),
+        root / "a.pq",
+    )
+    rows = flat(drain(ReplaySource(root, batch_rows=2)))
+    t0 = iso(T0_US)
+    assert [(seq, time, sym, price) for seq, time, sym, price, _ in rows] == [
+        (0, iso(T0_US - 5), "B", 4.0),
+        (1, t0, "A", 1.0),  # nanoseconds truncated; seq 5 then symbol breaks the tie
+        (2, t0, "B", 5.0),
+        (3, t0, "C", 6.0),
+        (4, None, "A", 3.0),  # no time: out as soon as read, for the parse step to reject
+        (5, iso(T0_US + 20), "A", 2.0),
+        (6, iso(T0_US + 30), "B", 7.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "no Parquet files"),
+        ({"a.parquet": {"price": [1.0]}}, "missing required column"),
+        ({"a.parquet": {"time": ["2024-01-02"], "symbol": ["A"], "price": [1.0]}}, "timestamp"),
+        (
+            {
+                "a.parquet": {"time": [T0_US], "symbol": ["A"], "price": [1.0]},
+                "b.parquet": {"time": [T0_US], "symbol": ["A"], "price": [1.0], "size": [2]},
+            },
+            "every file of a directory needs the same",
+        ),
+        (
+            {
+                "a.parquet": {"time": [T0_US], "symbol": ["A"], "price": [1.0]},
+                "b.parquet": {"time": [T0_US], "symbol": ["A"], "price": ["1.0"]},
+            },
+            "column types disagree",
+        ),
+        ({"a.parquet": b"not parquet"}, r"d/a\.parquet: not a readable Parquet file"),
+    ],
+)
+def test_directories_that_cannot_replay(
+    tmp_path: Path, files: dict[str, dict[str, list[object]] | bytes], message: str
+) -> None:
+    root = tmp_path / "d"
+    root.mkdir()
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (root / name).write_bytes(content)
+            continue
+        table = pa.table(content)
+        if table.schema.names[0] == "time" and pa.types.is_integer(table.schema[0].type):
+            table = table.set_column(0, "time", table.column(0).cast(pa.timestamp("us")))
+        pq.write_table(table, root / name)
+    with pytest.raises(ValueError, match=message):
+        ReplaySource(root)
 
 
 # --- Resuming ------------------------------------------------------------------------
