@@ -81,13 +81,13 @@ def test_ctrl_c_stops_the_feed_and_the_dataflow(db: str, tmp_path: Path) -> None
     with running(["-m", "sentinel", "up"], env, log) as proc:
         wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 60, "start-up", log)
         children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
-        assert len(children) == 4, "the simulator, the feed, the dataflow and the API"
+        assert len(children) == 5, "the simulator, the feed, the dataflow, the archiver, the API"
         for pid in children:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert b"SENTINEL_CALENDAR_OVERRIDE=24/7" in environ, "every child runs the 24/7 demo"
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(60)
-    assert "stopped the API, the feed and the dataflow" in log.read_text()
+    assert "stopped the API, the feed, the dataflow and the archiver" in log.read_text()
     for pid in children:
         assert not _pid_alive(pid), f"child {pid} is still running"
     with socket.socket() as s:
