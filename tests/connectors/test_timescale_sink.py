@@ -8,7 +8,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -32,7 +32,7 @@ from connectors.timescale.specs import (
     TICKS_REJECTED,
     TableSpec,
 )
-from dataflows.records import Alert, Bar, Metrics, Reject, Tick
+from dataflows.records import Alert, Bar, DailySummary, Metrics, Reject, SessionEvent, Tick
 from tests.conftest import ROOT
 from timescale.embedded import EmbeddedDatabaseError, EmbeddedPostgres, find_pg_bin, free_port
 from timescale.migrate import migrate
@@ -49,6 +49,7 @@ SAMPLES: dict[str, list[tuple[Any, ...]]] = {
         Tick(T_BEFORE_EPOCH, "AAPL", 0.1 + 0.2, 100.0, 1, None),
         Tick(T_2023, "BRK.B", 612_345.125, 0.0, 2, "@,T,I"),
         Tick(T_1899, "ÜNI☃", 1e-300, 1e300, -5, TEXT),
+        Tick(T_2100, "AAPL", 1.5, 10.0, 3, "1,24", True),
     ],
     "ticks_rejected": [
         Reject(T_BEFORE_EPOCH, "finnhub", 7, None, "bad_json", "Expecting value", TEXT),
@@ -78,6 +79,54 @@ SAMPLES: dict[str, list[tuple[Any, ...]]] = {
     "model_checkpoints": [
         (T_BEFORE_EPOCH, "AAPL", "ewma", 1, 0, b"\x00\xff\x80state", {"qlike": -7.25, "t": TEXT}),
         (T_2023, "AAPL", "ewma", 2, 12_345, b"", '{"n": [1, 2.5, null]}'),
+    ],
+    "session_events": [
+        SessionEvent(T_1899, "AAPL", "open", date(1899, 12, 31), "XNYS"),
+        SessionEvent(T_2023, "ÜNI☃", "close", date(2023, 11, 14), "24/7"),
+    ],
+    "daily_summary": [
+        DailySummary(
+            date(2024, 7, 3),
+            "AAPL",
+            "XNYS",
+            T_2023,
+            T_2100,
+            1.0,
+            2.0,
+            0.5,
+            1.5,
+            10.0,
+            1.25,
+            7,
+            3,
+            0.01,
+            0.16,
+            -1.5,
+            0.002,
+            {"price_jump": 1},
+            {"har": {"mean": -8.5}},
+        ),
+        DailySummary(
+            date(2024, 7, 4),
+            "IDLE",
+            "24/7",
+            T_BEFORE_EPOCH,
+            T_2023,
+            None,
+            None,
+            None,
+            None,
+            0.0,
+            None,
+            0,
+            0,
+            None,
+            None,
+            None,
+            None,
+            {},
+            {},
+        ),
     ],
 }
 

@@ -313,3 +313,14 @@ def test_sessions_do_not_depend_on_how_the_stream_is_cut(
     big = run(_batches(rows, per_batch=5000), CONFIG, extra_sinks=("summaries",))
     assert not big["rejects"]
     assert big["summaries"] == [s for s in out["summaries"] if s.symbol == STOCK]
+
+
+def test_two_workers_give_the_same_sessions(
+    tick_list: list[Tick], out: dict[str, list[Any]]
+) -> None:
+    two = run(_batches(tick_list), CONFIG, workers=2, extra_sinks=("session_events", "summaries"))
+    for name in ("session_events", "summaries"):
+        # Both records start with their time (or date); symbols go to different workers.
+        assert sorted(two[name], key=lambda r: (r.symbol, r[0])) == sorted(
+            out[name], key=lambda r: (r.symbol, r[0])
+        )
