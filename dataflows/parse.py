@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgspec
 import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
@@ -168,6 +169,12 @@ def _parse_message(ctx: _Ctx, seq: int, text: object) -> None:
         detail = f"{len(text):,} characters, more than {ctx.max_chars:,}"
         ctx.reject(first, None, "too_large", detail, text)
         return
+    if not _parse_typed(ctx, first, text):
+        _parse_json(ctx, first, text)
+
+
+def _parse_json(ctx: _Ctx, first: int, text: str) -> None:
+    """The general path: any JSON, every field checked and every refusal named."""
     try:
         msg = json.loads(text)
     except RecursionError:
@@ -179,6 +186,60 @@ def _parse_message(ctx: _Ctx, seq: int, text: object) -> None:
     data = _trades(ctx, first, msg, text)
     if data is not None:
         _parse_trades(ctx, first, data, text)
+
+
+class _Trade(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    s: str
+    p: int | float
+    t: int
+    v: int | float
+    c: list[str] | None = None
+
+
+class _TradeMessage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    type: str
+    data: list[_Trade]
+
+
+# Stricter than json.loads (no NaN, no lone surrogates, no unknown keys, strict types):
+# whatever it decodes, json.loads reads as the same values.
+_TYPED = msgspec.json.Decoder(_TradeMessage)
+_new_tick = tuple.__new__  # Tick(...) minus its Python-level __new__: pass all 7 fields
+
+
+def _parse_typed(ctx: _Ctx, first: int, text: str) -> bool:
+    """The fast path for a trade message whose every trade is well-formed and passes.
+    False (nothing done) for anything else: the general path then names the reasons."""
+    try:
+        msg = _TYPED.decode(text)
+    except Exception:  # not of the schema, lone surrogates, too deep: the general path
+        return False
+    data = msg.data
+    if msg.type != "trade" or len(data) > _MAX_TRADES:
+        return False
+    lo, hi, max_p, max_v = ctx.lo_us, ctx.hi_us, ctx.max_price, ctx.max_size
+    ok, symbol_ok = ctx.ok_symbols, ctx.symbol_ok
+    ticks = []
+    seq = first
+    for trade in data:
+        s, p, v, c = trade.s, trade.p, trade.v, trade.c
+        us = trade.t * 1000
+        # Integers too large for a float compare exactly, and fail here.
+        if not (0 < p <= max_p and 0 <= v <= max_v and lo <= us <= hi) or not (
+            s in ok or symbol_ok(s)
+        ):
+            return False
+        cond = None
+        if c:
+            cond = ",".join(c)
+            if not cond.isascii() or "\x00" in cond:
+                return False
+        ticks.append(_new_tick(Tick, (us, s, float(p), float(v), seq, cond, False)))
+        seq += 1
+    by_symbol = ctx.by_symbol
+    for tick in ticks:
+        by_symbol[tick.symbol].append(tick)
+    return True
 
 
 def _trades(ctx: _Ctx, seq: int, msg: object, text: str) -> list[Any] | None:
@@ -366,34 +427,63 @@ def _concat(blocks: list[RowBlock]) -> tuple[RowBlock, list[int]]:
     sizes = (
         None if any(b.size is None for b in blocks) else [v for b in blocks for v in b.size or []]
     )
+    given = [_given_times(b) for b in blocks]
+    times = None if any(g is None for g in given) else [g for g in given if g is not None]
     merged = RowBlock(
         blocks[0].first_seq,
         [v for b in blocks for v in b.time],
         [v for b in blocks for v in b.symbol],
         [v for b in blocks for v in b.price],
         sizes,
+        None if times is None else np.concatenate([us for us, _ in times]).tolist(),
+        None if times is None else np.concatenate([ok for _, ok in times]).tolist(),
     )
     return merged, seqs
 
 
+def _given_times(block: RowBlock) -> tuple[np.ndarray, np.ndarray] | None:
+    """The times the source already read, if it handed on a usable column of them."""
+    if block.time_us is None or block.time_ok is None:
+        return None
+    try:
+        us = np.asarray(block.time_us, dtype=np.int64)
+        ok = np.asarray(block.time_ok, dtype=np.bool_)
+    except Exception:  # not integers: read the times again
+        return None
+    n = len(block.time)
+    return (us, ok) if us.shape == ok.shape == (n,) else None
+
+
 def _parse_rows(ctx: _Ctx, block: RowBlock, seqs: list[int]) -> None:
     n = len(block.time)
-    times, time_ok = _epoch_us(block.time)
+    times, time_ok = _given_times(block) or _epoch_us(block.time)
     prices = _floats(block.price)
     sizes = np.zeros(n) if block.size is None else _floats(block.size)
-    symbols = [s.strip().upper() if isinstance(s, str) else "" for s in block.symbol]
+    symbols = _symbols(block.symbol)
     reasons = _row_reasons(ctx, block, symbols, times, time_ok, prices, sizes)
-    for i in range(n):
-        seq = seqs[i]
-        reason = reasons[i]
-        if reason is not None:
+    by_symbol = ctx.by_symbol
+    rows = zip(seqs, reasons, symbols, times.tolist(), prices.tolist(), sizes.tolist(), strict=True)
+    for i, (seq, reason, sym, us, price, size) in enumerate(rows):
+        if reason is None:
+            by_symbol[sym].append(_new_tick(Tick, (us, sym, price, size, seq, None, False)))
+        else:
             payload = _row_payload(block, i)
             ctx.reject(seq, block.symbol[i], reason[0], reason[1], payload)
-            continue
-        sym = symbols[i]
-        ctx.by_symbol[sym].append(
-            Tick(int(times[i]), sym, float(prices[i]), float(sizes[i]), seq, None)
-        )
+
+
+def _symbols(raw: Sequence[object]) -> list[str]:
+    """Each cell as a symbol (stripped, upper case), "" if it is not text."""
+    done: dict[str, str] = {}  # symbols repeat: normalize each distinct one once
+    out = []
+    for s in raw:
+        if type(s) is str:
+            sym = done.get(s)
+            if sym is None:
+                sym = done[s] = s.strip().upper()
+        else:
+            sym = s.strip().upper() if isinstance(s, str) else ""
+        out.append(sym)
+    return out
 
 
 def _row_reasons(
@@ -422,11 +512,10 @@ def _row_reasons(
     for name, arr, raw in (("price", prices, block.price), ("size", sizes, block.size)):
         if raw is None:
             continue
-        missing = np.array([v is None or (isinstance(v, str) and not v.strip()) for v in raw])
+        missing, nan_text = _why_nan(raw, arr)
         mark(missing, "missing_field", f"missing {name}")
-        non_finite = np.isnan(arr) & np.array([_numeric_text(v) for v in raw], dtype=bool)
-        mark(np.isnan(arr) & ~non_finite, "non_numeric", f"{name} is not a number")
-        mark(non_finite | np.isinf(arr), "non_finite", f"{name} is NaN or infinite")
+        mark(np.isnan(arr) & ~nan_text, "non_numeric", f"{name} is not a number")
+        mark(nan_text | np.isinf(arr), "non_finite", f"{name} is NaN or infinite")
     mark(prices <= 0, "non_positive_price", "price <= 0")
     mark(sizes < 0, "negative_size", "size < 0")
     mark(prices > ctx.max_price, "out_of_range", f"price above {ctx.max_price:g}")
@@ -437,6 +526,18 @@ def _row_reasons(
         "time too far from the stream clock",
     )
     return out
+
+
+def _why_nan(raw: Sequence[object], arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where a column read as NaN, was the cell missing (None, blank) or a NaN itself?
+    Only NaN cells are looked at: a missing cell always reads as NaN."""
+    missing = np.zeros(len(arr), dtype=np.bool_)
+    nan_text = np.zeros(len(arr), dtype=np.bool_)
+    for i in np.flatnonzero(np.isnan(arr)).tolist():
+        v = raw[i]
+        missing[i] = v is None or (isinstance(v, str) and not v.strip())
+        nan_text[i] = _numeric_text(v)
+    return missing, nan_text
 
 
 def _floats(raw: Sequence[object]) -> np.ndarray:

@@ -88,7 +88,9 @@ class RawBatch(NamedTuple):
 class RowBlock(NamedTuple):
     """Rows of a replay file, as read (strings or numbers), column by column.
 
-    Row ``i`` has sequence number ``first_seq + i``.
+    Row ``i`` has sequence number ``first_seq + i``. A source that has already read the
+    times (with :func:`dataflows.times.to_epoch_us`) hands them on in ``time_us`` and
+    ``time_ok``, so the parse step does not read them again.
     """
 
     first_seq: int
@@ -96,6 +98,8 @@ class RowBlock(NamedTuple):
     symbol: Sequence[object]
     price: Sequence[object]
     size: Sequence[object] | None
+    time_us: Sequence[int] | None = None
+    time_ok: Sequence[bool] | None = None
 
 
 class Tick(NamedTuple):

@@ -191,7 +191,16 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, ReplayState]):
             first = int(seq[a])
             i, j = lo + a, lo + b
             size = None if chunk.size is None else chunk.size[i:j]
-            block = RowBlock(first, chunk.time[i:j], chunk.symbol[i:j], chunk.price[i:j], size)
+            block = RowBlock(
+                first,
+                chunk.time[i:j],
+                chunk.symbol[i:j],
+                chunk.price[i:j],
+                size,
+                # Lists, not arrays: batches compare with == (a resumed replay's do).
+                chunk.time_us[i:j].tolist(),
+                chunk.time_ok[i:j].tolist(),
+            )
             messages.append((first, block))
         return RawBatch(source=self._source, clock_us=self._clock_us, messages=messages)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 
+from dataflows import parse as parse_module
 from dataflows.parse import REASONS, TRADE_INDEX_BITS, ParseConfig, Parsed, parse_batch
 from dataflows.records import RawBatch, RowBlock, pg_safe, pg_text
 
@@ -253,6 +255,30 @@ def test_hostile_replay_rows_are_refused_row_by_row() -> None:
     want = {50 + i: r[4] for i, r in enumerate(rows) if r[4] is not None}
     assert got == {**want, 90: "malformed_message"}
     assert_storable(parsed)
+
+
+def test_a_well_formed_trade_message_takes_the_typed_path_alone() -> None:
+    text = json.dumps({"data": [trade(), {**trade(s="MSFT"), "c": None}], "type": "trade"})
+    with mock.patch.object(parse_module, "_parse_json", side_effect=AssertionError):
+        parsed = parse_batch(RawBatch("finnhub", CLOCK_US, [(3, text)], SUBSCRIBED))
+    assert [(s, t.seq, t.conditions) for s, ts in parsed.by_symbol.items() for t in ts] == [
+        ("AAPL", 3 << TRADE_INDEX_BITS, "1"),
+        ("MSFT", (3 << TRADE_INDEX_BITS) + 1, None),
+    ]
+
+
+def test_times_read_by_the_source_are_not_read_again() -> None:
+    times = [CLOCK_MS + 1, "not read", CLOCK_MS + 3]
+    valid = [True, False, True]
+    block = RowBlock(0, times, ["AAPL"] * 3, [1.0] * 3, None, [CLOCK_US + 5, 0, 7], valid)
+    parsed = parse_batch(RawBatch("file", CLOCK_US, [(0, block)]))
+    assert [t.time_us for t in parsed.by_symbol["AAPL"]] == [CLOCK_US + 5]
+    assert [(r.seq, r.reason) for r in parsed.rejects] == [(1, "bad_time"), (2, "implausible_time")]
+    # Unusable times handed on (the wrong length, not integers) are read again.
+    for us, ok in (([1], [True]), (["x"] * 3, [True] * 3)):
+        block = RowBlock(0, times, ["AAPL"] * 3, [1.0] * 3, None, us, ok)  # type: ignore[arg-type]
+        parsed = parse_batch(RawBatch("file", CLOCK_US, [(0, block)]))
+        assert [t.time_us for t in parsed.by_symbol["AAPL"]] == [CLOCK_US + 1000, CLOCK_US + 3000]
 
 
 def test_pg_text_escapes_only_what_postgresql_cannot_store() -> None:

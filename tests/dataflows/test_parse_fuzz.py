@@ -11,14 +11,18 @@ import json
 import math
 from collections.abc import Sequence
 from typing import Any
+from unittest import mock
 
+import numpy as np
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.timescale import TICKS, TICKS_REJECTED, write_rows
+from dataflows import parse as parse_module
 from dataflows.parse import TRADE_INDEX_BITS, ParseConfig, Parsed, parse_batch
 from dataflows.records import RawBatch, RowBlock
+from dataflows.times import to_epoch_us
 from tests.dataflows.test_parse import CLOCK_MS, CLOCK_US, SUBSCRIBED, assert_storable
 
 CONFIG = ParseConfig()
@@ -171,6 +175,58 @@ def test_mutated_messages_are_parsed_or_refused(entries: list[Any], cut: int) ->
     parse([(0, text[:cut]), (1, text[cut:] + text[:cut]), (2, text.replace('"', "\x00", 1))])
 
 
+clean_trades = st.fixed_dictionaries(  # what the typed path takes: most of a real feed
+    {
+        "s": st.sampled_from(SUBSCRIBED),
+        "p": st.floats(min_value=0.01, max_value=1e4) | st.integers(1, 10**4),
+        "t": st.integers(min_value=CLOCK_MS - 10**7, max_value=CLOCK_MS + 50_000),
+        "v": st.floats(min_value=0, max_value=1e6) | st.integers(0, 10**6),
+    },
+    optional={"c": st.none() | st.lists(st.sampled_from(["1", "12", "@"]), max_size=3)},
+)
+
+
+def json_object(pairs: list[tuple[str, Any]], ascii_only: bool) -> str:
+    """An object written key by key, so that a key may come twice (the last one counts)."""
+    items = (json.dumps(k, ensure_ascii=ascii_only) + ":" + v for k, v in pairs)
+    return "{" + ",".join(items) + "}"
+
+
+@st.composite
+def finnhub_texts(draw: st.DrawFn) -> str:
+    """Finnhub-like message texts: mostly well-formed, near misses of every kind."""
+    ascii_only = draw(st.booleans())
+
+    def value(v: Any) -> str:
+        return json.dumps(v, ensure_ascii=ascii_only)
+
+    def entry() -> str:
+        fields = draw(mostly(clean_trades, trade_entries))
+        if not isinstance(fields, dict):
+            return value(fields)
+        pairs = [(k, value(v)) for k, v in fields.items()]
+        if draw(st.integers(0, 9)) == 0:  # a key again, with another value
+            pairs.append((draw(st.sampled_from("spvtcx")), value(draw(odd))))
+        return json_object(draw(st.permutations(pairs)), ascii_only)
+
+    data = "[" + ",".join(entry() for _ in range(draw(st.integers(0, 4)))) + "]"
+    kind = mostly(st.just("trade"), st.sampled_from(["ping", "error", "news", ""]) | odd)
+    pairs = [("type", value(draw(kind))), ("data", data)]
+    if draw(st.integers(0, 9)) == 0:
+        pairs.append((draw(st.sampled_from(["type", "data", "msg"])), value(draw(any_json))))
+    return json_object(draw(st.permutations(pairs)), ascii_only)
+
+
+@FUZZ_HEAVY
+@given(st.lists(finnhub_texts(), min_size=1, max_size=4), st.booleans())
+def test_the_typed_path_and_the_general_path_agree(texts_: list[str], subscribed: bool) -> None:
+    messages = list(enumerate(texts_))
+    parsed = parse(messages, subscribed)
+    with mock.patch.object(parse_module, "_parse_typed", return_value=False):
+        general = parse(messages, subscribed)
+    assert parsed == general
+
+
 cells = (
     json_scalars
     | st.lists(json_scalars, max_size=2)
@@ -208,6 +264,28 @@ def test_every_replay_row_becomes_exactly_one_tick_or_reject(data: st.DataObject
 
     expected = [b.first_seq + i for b in blocks for i in range(len(b.time))]
     assert sorted(seqs_of(parsed)) == expected
+
+
+@FUZZ_HEAVY
+@given(st.data())
+def test_times_handed_on_by_the_source_change_nothing(data: st.DataObject) -> None:
+    blocks = [data.draw(row_blocks(k * 100)) for k in range(data.draw(st.integers(1, 3)))]
+    given_times = [
+        b._replace(time_us=us.tolist(), time_ok=ok.tolist())
+        for b in blocks
+        for us, ok in [times_of(b)]
+    ]
+    read_here = parse([(b.first_seq, b) for b in blocks], subscribed=False)
+    handed_on = parse([(b.first_seq, b) for b in given_times], subscribed=False)
+    assert handed_on == read_here
+
+
+def times_of(block: RowBlock) -> tuple[np.ndarray, np.ndarray]:
+    """What the replay source does: its own reading of the block's times."""
+    try:
+        return to_epoch_us(block.time)
+    except Exception:  # a cell it cannot take: leave the parse step to read them
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
 
 
 # -- into the real database -------------------------------------------------------------
