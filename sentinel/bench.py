@@ -3,19 +3,33 @@
 Timings on a shared 2-core machine are noisy, so the figures that matter are ratios
 taken in the same run: the pipeline's end-to-end ticks/s (Finnhub messages in, every
 output written to TimescaleDB) over a raw binary COPY of the same ticks into the same
-table. Everything runs against a scratch database that is dropped afterwards, and any
-HTTP load goes to 127.0.0.1 only.
+table. The same prepared ticks go through the dataflow three times, each into emptied
+tables: one worker, two workers in one process, and a Bytewax cluster of two processes
+on 127.0.0.1 (its time includes starting the processes; ``cluster_startup_s`` is what
+that costs with no ticks at all). Every run must write the same rows. Everything runs
+against a scratch database that is dropped afterwards, and any HTTP load goes to
+127.0.0.1 only. A table goes to stderr, the JSON to stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import psycopg
 from bytewax.run import cli_main
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from rich.console import Console
+from rich.table import Table
 
 from connectors.simulator import TickGenerator, finnhub_trade_message
 from connectors.timescale.scratch import copy_ticks_again, scratch_database, table_counts
@@ -23,10 +37,13 @@ from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US, RawBatch
 from dataflows.ticks import FlowConfig
-from sentinel.flows import bench_flow
+from sentinel.flows import SINK_TABLES, bench_flow, write_prepared
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "GOOGL", "META", "SPY")
 Echo = Callable[[str], None]
+COUNTED = ("ticks", "bars", "bar_metrics", "forecasts", "model_scores")
+ROOT = Path(__file__).resolve().parents[1]
+_STDERR = Console(stderr=True)
 
 
 def make_batches(n_ticks: int, seed: int = 1) -> tuple[list[RawBatch], int]:
@@ -54,27 +71,91 @@ def make_batches(n_ticks: int, seed: int = 1) -> tuple[list[RawBatch], int]:
 
 def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
     batches, n = make_batches(n_ticks)
-    echo(f"pipeline: {n:,} ticks through the dataflow into TimescaleDB")
     config = FlowConfig(
         parse=ParseConfig(max_future_s=86_400, max_past_s=86_400),
         bars=BarConfig(bar_seconds=1, allowance_s=0.5),
         live=False,
     )
-    started = time.perf_counter()
-    cli_main(bench_flow(batches, dsn, config))
-    e2e = time.perf_counter() - started
-    counts = table_counts(dsn, ("ticks", "bars", "bar_metrics", "forecasts", "model_scores"))
+    echo(f"pipeline: {n:,} ticks through the dataflow into TimescaleDB, 1 worker")
+    e2e = _timed(lambda: cli_main(bench_flow(batches, dsn, config)))
+    counts = table_counts(dsn, COUNTED)
     echo(f"raw COPY: the same {counts['ticks']:,} ticks, binary COPY straight into `ticks`")
     copied, raw = copy_ticks_again(dsn)
-    e2e_rate, raw_rate = n / e2e, copied / raw
+    empty_outputs(dsn)
+    echo("pipeline: the same ticks, 2 workers in one process")
+    e2e_w2 = _timed(lambda: cli_main(bench_flow(batches, dsn, config), workers_per_process=2))
+    counts_w2 = table_counts(dsn, COUNTED)
+    empty_outputs(dsn)
+    with tempfile.TemporaryDirectory(prefix="sentinel-bench-") as tmp:
+        echo("pipeline: a Bytewax cluster of 2 processes on 127.0.0.1, no ticks (startup)")
+        empty = write_prepared(Path(tmp) / "empty.pickle", [], dsn, config)
+        startup = _timed(lambda: run_cluster(empty, 2))
+        echo("pipeline: the same ticks, a Bytewax cluster of 2 processes on 127.0.0.1")
+        prepared = write_prepared(Path(tmp) / "batches.pickle", batches, dsn, config)
+        e2e_p2 = _timed(lambda: run_cluster(prepared, 2))
+    counts_p2 = table_counts(dsn, COUNTED)
+    raw_rate = copied / raw
+    rates = {"1": n / e2e, "w2": n / e2e_w2, "p2": n / e2e_p2}
     return {
         "ticks": n,
         "bar_seconds": 1,
-        "end_to_end_ticks_per_s": round(e2e_rate),
+        "end_to_end_ticks_per_s": round(rates["1"]),
         "raw_copy_rows_per_s": round(raw_rate),
-        "ratio_end_to_end_over_raw_copy": round(e2e_rate / raw_rate, 3),
+        "ratio_end_to_end_over_raw_copy": round(rates["1"] / raw_rate, 3),
+        "end_to_end_2_workers_ticks_per_s": round(rates["w2"]),
+        "ratio_2_workers": round(rates["w2"] / raw_rate, 3),
+        "end_to_end_2_processes_ticks_per_s": round(rates["p2"]),
+        "ratio_2_processes": round(rates["p2"] / raw_rate, 3),
+        "cluster_startup_s": round(startup, 2),
+        # An estimate: the cluster's time less what it takes with no ticks at all.
+        "end_to_end_2_processes_less_startup_ticks_per_s": round(n / max(e2e_p2 - startup, 1e-3)),
         "rows_written": counts,
+        "same_rows_in_every_run": counts == counts_w2 == counts_p2,
     }
+
+
+def _timed(job: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    job()
+    return time.perf_counter() - started
+
+
+def empty_outputs(dsn: str) -> None:
+    """Every table the flow writes, emptied for the next run."""
+    tables = sql.SQL(", ").join(sql.Identifier(t) for t in sorted(set(SINK_TABLES.values())))
+    with psycopg.connect(dsn) as conn:
+        conn.execute(sql.SQL("TRUNCATE {}").format(tables))
+
+
+def run_cluster(prepared: Path, processes: int, *, timeout_s: float = 600) -> None:
+    """Run :func:`sentinel.flows.prepared_flow` over ``prepared`` as a Bytewax cluster of
+    ``processes`` processes on free 127.0.0.1 ports, and wait for all of them."""
+    from timescale.embedded import free_port
+
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    flow = f"sentinel.flows:prepared_flow({str(prepared)!r})"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", flow, "-i", str(i), "-a", addresses],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(processes)
+    ]
+    failed = []
+    try:
+        for i, proc in enumerate(procs):
+            _, err = proc.communicate(timeout=timeout_s)
+            if proc.returncode:
+                failed.append(f"process {i}: code {proc.returncode}: {err.decode()[-500:]}")
+    finally:
+        for proc in procs:  # a timeout or Ctrl-C: by pid, each one we started
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if failed:
+        raise RuntimeError("the bench cluster failed: " + "; ".join(failed))
 
 
 def models(n_bars: int = 3000) -> dict[str, Any]:
@@ -111,9 +192,36 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run(dsn: str, *, ticks: int = 400_000, echo: Echo = print, api: bool = True) -> dict[str, Any]:
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: the code's revision, cores, memory."""
+    revision = None
+    # Not a git checkout (an image, a wheel): no revision.
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "git_revision": revision,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "memory_mb": round(memory / 2**20),
+        "python": sys.version.split()[0],
+    }
+
+
+def run(
+    dsn: str,
+    *,
+    ticks: int = 400_000,
+    echo: Echo = print,
+    api: bool = True,
+    table: Console | None = _STDERR,
+) -> dict[str, Any]:
+    """Every figure, measured in one run; a summary table is printed on ``table``
+    (stderr by default; None: none)."""
     host = conninfo_to_dict(dsn).get("host") or "local socket"
-    result: dict[str, Any] = {"database_host": host}
+    result: dict[str, Any] = {"database_host": host, **machine()}
     with scratch_database(dsn) as bench:
         result["pipeline"] = pipeline(bench, ticks, echo)
         echo("models: stepping one symbol's model set")
@@ -122,7 +230,41 @@ def run(dsn: str, *, ticks: int = 400_000, echo: Echo = print, api: bool = True)
             echo("api: load test of /forecasts/{symbol} on 127.0.0.1")
             result["api"] = api_load(bench)
     result["peak_rss_mb"] = peak_rss_mb()
+    if table is not None:
+        table.print(summary(result))
     return result
+
+
+def summary(result: dict[str, Any]) -> Table:
+    """The throughput figures, each next to the physical limit (raw binary COPY)."""
+    p = result["pipeline"]
+    raw = p["raw_copy_rows_per_s"]
+    out = Table(title=f"sentinel bench: {p['ticks']:,} ticks, {result['cores']} cores")
+    out.add_column("figure")
+    out.add_column("per s", justify="right")
+    out.add_column("of raw COPY", justify="right")
+    rows: Sequence[tuple[str, int]] = [
+        ("end to end, 1 worker (ticks)", p["end_to_end_ticks_per_s"]),
+        ("end to end, 2 workers (ticks)", p["end_to_end_2_workers_ticks_per_s"]),
+        ("end to end, 2-process cluster (ticks)", p["end_to_end_2_processes_ticks_per_s"]),
+        (
+            "  the same, less the cluster's startup (estimate)",
+            p["end_to_end_2_processes_less_startup_ticks_per_s"],
+        ),
+        ("raw binary COPY into ticks (rows)", raw),
+    ]
+    for name, rate in rows:
+        out.add_row(name, f"{rate:,}", f"{rate / raw:.2f}")
+    out.add_row("models: predict+learn steps", f"{result['models']['steps_per_s']:,}", "")
+    if "api" in result:
+        rps = result["api"].get("requests_per_s")
+        out.add_row("api: /forecasts/{symbol} requests", f"{rps:,}" if rps else "-", "")
+    out.caption = (
+        f"same rows in every run: {p['same_rows_in_every_run']}; cluster startup "
+        f"{p['cluster_startup_s']} s (included); peak RSS {result['peak_rss_mb']} MB; "
+        f"git {(result['git_revision'] or 'unknown')[:12]}"
+    )
+    return out
 
 
 def api_load(dsn: str) -> dict[str, Any]:

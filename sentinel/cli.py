@@ -36,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the whole stack on this machine")
     up.add_argument("--bar", help="bar length (default SENTINEL_BAR, 5s)")
-    up.add_argument("-w", "--workers", type=int, help="Bytewax workers")
+    up.add_argument("-w", "--workers", type=int, help="Bytewax workers (per process)")
+    up.add_argument(
+        "-p",
+        "--processes",
+        type=int,
+        help="run the dataflow as a Bytewax cluster of N processes (default SENTINEL_PROCESSES, 1)",
+    )
     up.add_argument("--duration", type=float, help="stop after this many seconds")
     up.add_argument(
         "--sessions",
@@ -49,7 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     feed.set_defaults(func=cmd_feed)
 
     flow = sub.add_parser("dataflow", help="the live dataflow: the journal -> TimescaleDB")
-    flow.add_argument("-w", "--workers", type=int, help="Bytewax workers")
+    flow.add_argument("-w", "--workers", type=int, help="Bytewax workers (per process)")
+    flow.add_argument(
+        "-i", "--process-id", type=int, help="cluster: this process's index into --addresses"
+    )
+    flow.add_argument(
+        "-a",
+        "--addresses",
+        help="cluster: host:port of every process, comma-separated, the same on each",
+    )
+    flow.add_argument(
+        "-p",
+        "--processes",
+        type=int,
+        help="without -i/-a: a cluster of N processes on 127.0.0.1, run and stopped together",
+    )
     flow.set_defaults(func=cmd_dataflow)
 
     sim = sub.add_parser("simulate", help="a Finnhub-protocol websocket feed of simulated trades")

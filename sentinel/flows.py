@@ -5,6 +5,9 @@ sources, sinks and configuration together.
   ``python -m bytewax.run "sentinel.flows:live_flow()"``);
 - :func:`replay_flow`: a CSV or Parquet file into TimescaleDB (``sentinel replay``);
 - :func:`bench_flow`: prepared batches into TimescaleDB (``sentinel bench``);
+- :func:`prepared_flow`: the same from a file :func:`write_prepared` wrote, for a
+  Bytewax cluster of processes (``python -m bytewax.run
+  "sentinel.flows:prepared_flow('FILE')" -i I -a ...``);
 - :func:`memory_flow`: batches into lists in memory (``sentinel evaluate``).
 
 Connectors take plain arguments; this module reads :class:`Settings` to build them.
@@ -13,8 +16,9 @@ Connectors take plain arguments; this module reads :class:`Settings` to build th
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +44,10 @@ __all__ = [
     "flow_config",
     "live_flow",
     "memory_flow",
+    "prepared_flow",
     "replay_flow",
     "timescale_sinks",
+    "write_prepared",
 ]
 
 log = logging.getLogger(__name__)
@@ -159,6 +165,30 @@ def replay_flow(
 def bench_flow(batches: Sequence[RawBatch], dsn: str, config: FlowConfig) -> Dataflow:
     """Prepared batches into TimescaleDB, every table, no status reporting."""
     return build_flow(ListSource(batches), timescale_sinks(dsn, report_status=False), config)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepared_flow` runs: batches, a flow configuration, a database."""
+
+    batches: Sequence[RawBatch]
+    dsn: str
+    config: FlowConfig
+
+
+def write_prepared(path: Path, batches: Sequence[RawBatch], dsn: str, config: FlowConfig) -> Path:
+    """Pickle a :func:`bench_flow` run to ``path``, for every process of a cluster to
+    load the same one."""
+    path.write_bytes(pickle.dumps(Prepared(batches, dsn, config), pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def prepared_flow(path: str) -> Dataflow:
+    """:func:`bench_flow` over the run :func:`write_prepared` stored at ``path``. Its
+    source has one partition: one process of a cluster reads it, and the flow's exchange
+    by symbol spreads the work over every worker of every process."""
+    prepared: Prepared = pickle.loads(Path(path).read_bytes())
+    return bench_flow(prepared.batches, prepared.dsn, prepared.config)
 
 
 def memory_flow(batches: Sequence[RawBatch], config: FlowConfig) -> tuple[Dataflow, Sinks]:

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         default=_CHECKPOINTS.clock, description="'event' or 'system' time."
     )
     workers: int = 1
+    processes: int = Field(
+        default=1,
+        ge=1,
+        description="`sentinel up`: the dataflow as a Bytewax cluster of this many processes.",
+    )
     price_band: float = Field(
         default=_BARS.price_band,
         description="Refuse trades this factor away from the recent median (0: off).",

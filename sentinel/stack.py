@@ -4,7 +4,9 @@ Each runs as a child process in its own session with its log under
 ``$SENTINEL_HOME/logs``. A child that exits (a crash, ``kill -9``) is restarted after a
 backoff that doubles with each quick failure (``backoff_s`` up to ``backoff_max_s``; a
 child that ran for ``healthy_s`` starts again from ``backoff_s``), and why it stopped is
-reported with its last log lines. Ctrl-C (or SIGTERM) stops them all, newest first:
+reported with its last log lines. Children spawned in one ``group`` (the processes of
+a Bytewax cluster, which can only be restarted as a whole) are stopped and restarted
+together when any of them exits. Ctrl-C (or SIGTERM) stops them all, newest first:
 SIGINT, then SIGTERM, then SIGKILL, each by pid.
 """
 
@@ -34,6 +36,7 @@ class Child:
     restarts: int = 0
     failures: int = 0  # consecutive exits soon after a start
     restart_at: float | None = None  # a restart is due then
+    group: str | None = None  # restarted together with the rest of its group
 
 
 def describe_exit(code: int) -> str:
@@ -51,13 +54,16 @@ class Stack:
     backoff_s: float = 1.0
     backoff_max_s: float = 30.0
     healthy_s: float = 60.0
+    stop_timeout_s: float = 5.0  # per signal, stopping a group's other members
     clock: Callable[[], float] = time.monotonic
     children: list[Child] = field(default_factory=list)
 
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
+    def spawn(
+        self, name: str, cmd: list[str], env: dict[str, str], *, group: str | None = None
+    ) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        child = Child(name, cmd, env, log_path, self._popen(cmd, env, log_path))
+        child = Child(name, cmd, env, log_path, self._popen(cmd, env, log_path), group=group)
         self.children.append(child)
         return child
 
@@ -84,9 +90,12 @@ class Stack:
                 delay = min(self.backoff_max_s, self.backoff_s * 2 ** (child.failures - 1))
                 child.restart_at = now + delay
                 events.append(
-                    f"{child.name} {describe_exit(code)}; restarting in {delay:.1f} s\n"
-                    + self.tail(child)
+                    f"{child.name} {describe_exit(code)}; restarting {self._what(child)}"
+                    f" in {delay:.1f} s\n" + self.tail(child)
                 )
+                for sibling in self._siblings(child):
+                    stop_process(sibling.proc, self.stop_timeout_s)
+                    sibling.failures, sibling.restart_at = child.failures, child.restart_at
             elif child.restart_at is not None and now >= child.restart_at:
                 child.proc = self._popen(child.cmd, child.env, child.log_path)
                 child.started_at, child.restart_at = now, None
@@ -94,9 +103,20 @@ class Stack:
                 events.append(f"{child.name} restarted (restart {child.restarts})")
         return events
 
+    def _siblings(self, child: Child) -> list[Child]:
+        if child.group is None:
+            return []
+        return [c for c in self.children if c.group == child.group and c is not child]
+
+    def _what(self, child: Child) -> str:
+        siblings = self._siblings(child)
+        if not siblings:
+            return "it"
+        return f"the whole {child.group} cluster ({len(siblings) + 1} processes)"
+
     def stop_all(self, timeout: float = 10.0) -> None:
         for child in reversed(self.children):
-            _stop(child.proc, timeout)
+            stop_process(child.proc, timeout)
         self.children.clear()
 
     def tail(self, child: Child, lines: int = 15) -> str:
@@ -107,7 +127,8 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL, each given ``timeout`` seconds."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         if proc.poll() is not None:
             return

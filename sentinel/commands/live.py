@@ -102,6 +102,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     if seeded := seed_tickers(dsn, settings.symbol_list, settings.calendar):
         console.print(f"tickers: added {seeded} ({', '.join(settings.symbol_list)})")
 
+    processes = getattr(args, "processes", None) or settings.processes
+    if processes < 1:
+        raise CommandError("--processes must be at least 1")
     stack = Stack(
         settings.home_dir / "logs",
         console,
@@ -134,12 +137,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             feed_url = f"ws://127.0.0.1:{port}"
         env["SENTINEL_FEED_URL"] = feed_url
         stack.spawn("feed", [*sentinel, "feed"], env)
-        workers = str(args.workers or settings.workers)
-        stack.spawn("dataflow", [*sentinel, "dataflow", "-w", workers], env)
+        if settings.recovery and processes > 1:  # before any process of the cluster looks
+            ensure_recovery_dir(settings.recovery_path(bar))
+        _spawn_dataflow(stack, sentinel, env, args.workers or settings.workers, processes)
         # End of day: each closed day's ticks to the Parquet archive, then retention.
         stack.spawn("archive", [*sentinel, "archive", "--watch"], env)
         api_url = _start_api(stack, settings, env)
-        _print_up(dsn, feed_url, bar, stack, api_url, settings)
+        _print_up(dsn, feed_url, bar, stack, api_url, settings, processes)
         return _supervise(stack, dsn, args.duration, row_counts)
     finally:
         stack.stop_all()
@@ -147,6 +151,32 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             "stopped the API, the feed, the dataflow and the archiver; the database keeps running "
             "(`sentinel db stop` stops it)"
         )
+
+
+def cluster_commands(
+    sentinel: list[str], workers: int, processes: int, ports: list[int]
+) -> list[list[str]]:
+    """The ``sentinel dataflow`` command of each process of a cluster on 127.0.0.1."""
+    base = [*sentinel, "dataflow", "-w", str(workers)]
+    if processes == 1:
+        return [base]
+    addresses = ",".join(f"127.0.0.1:{port}" for port in ports)
+    return [[*base, "-i", str(i), "-a", addresses] for i in range(processes)]
+
+
+def _spawn_dataflow(
+    stack: Any, sentinel: list[str], env: dict[str, str], workers: int, processes: int
+) -> None:
+    from timescale.embedded import free_port
+
+    ports = [free_port() for _ in range(processes)] if processes > 1 else []
+    commands = cluster_commands(sentinel, workers, processes, ports)
+    if processes == 1:
+        stack.spawn("dataflow", commands[0], env)
+        return
+    for i, cmd in enumerate(commands):
+        # A Bytewax cluster only runs whole: one process down, all restart together.
+        stack.spawn(f"dataflow-{i}", cmd, env, group="dataflow")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -164,7 +194,13 @@ def _start_api(stack: Any, settings: Settings, env: dict[str, str]) -> str:
 
 
 def _print_up(
-    dsn: str, feed_url: str, bar: str, stack: Any, api_url: str, settings: Settings
+    dsn: str,
+    feed_url: str,
+    bar: str,
+    stack: Any,
+    api_url: str,
+    settings: Settings,
+    processes: int = 1,
 ) -> None:
     recovery = settings.recovery_path(bar) if settings.recovery else "off"
     out.print("[bold green]Stock Sentinel is up[/]")
@@ -173,7 +209,8 @@ def _print_up(
     out.print(f"  database  {dsn}")
     out.print(f"  feed      {feed_url}")
     out.print(f"  journal   {settings.journal_file}")
-    out.print(f"  dataflow  {bar} bars, recovery {recovery}")
+    cluster = f", a cluster of {processes} processes" if processes > 1 else ""
+    out.print(f"  dataflow  {bar} bars, recovery {recovery}{cluster}")
     out.print(f"  archive   {settings.archive_location} (every {settings.archive_every_s:g} s)")
     out.print(f"  logs      {stack.log_dir}")
     out.print("  stop      Ctrl-C")
@@ -250,16 +287,75 @@ def cmd_dataflow(args: argparse.Namespace, settings: Settings) -> int:
 
     from sentinel.flows import live_flow
 
+    process_id, addresses = cluster_args(args)
+    processes = getattr(args, "processes", None) or 1
+    if processes > 1 and addresses is None:
+        if settings.recovery:  # before any process of the cluster looks for it
+            ensure_recovery_dir(settings.recovery_path(settings.bar))
+        return _local_cluster(args.workers or settings.workers, processes)
     recovery = None
     if settings.recovery:
         directory = settings.recovery_path(settings.bar)
-        ensure_recovery_dir(directory)
+        if process_id:
+            # The partitions are process 0's to create, in a directory the processes share
+            # or in its own: Bytewax needs them once across the cluster, not once each.
+            directory.mkdir(parents=True, exist_ok=True)
+        else:
+            ensure_recovery_dir(directory)
         recovery = RecoveryConfig(directory, timedelta(seconds=settings.backup_interval_s))
         console.print(f"recovery: {directory}, a snapshot every {settings.snapshot_interval_s:g} s")
+    if addresses is not None:
+        console.print(f"cluster: process {process_id} of {len(addresses)} ({', '.join(addresses)})")
     cli_main(
         live_flow(settings),
         workers_per_process=args.workers or settings.workers,
+        process_id=process_id,
+        addresses=addresses,
         epoch_interval=timedelta(seconds=settings.snapshot_interval_s),
         recovery_config=recovery,
     )
     return 0
+
+
+def cluster_args(args: argparse.Namespace) -> tuple[int | None, list[str] | None]:
+    """``-i/-a`` as Bytewax takes them: both or neither, the index within the addresses
+    (comma- or semicolon-separated ``host:port``, the same list and order everywhere)."""
+    process_id: int | None = getattr(args, "process_id", None)
+    text: str | None = getattr(args, "addresses", None)
+    if process_id is None and text is None:
+        return None, None
+    if process_id is None or text is None:
+        raise CommandError("a cluster needs both -i/--process-id and -a/--addresses")
+    addresses = [a.strip() for a in text.replace(";", ",").split(",") if a.strip()]
+    if not 0 <= process_id < len(addresses):
+        raise CommandError(
+            f"-i {process_id} is not an index into the {len(addresses)} addresses of -a"
+        )
+    return process_id, addresses
+
+
+def _local_cluster(workers: int, processes: int) -> int:
+    """``sentinel dataflow --processes N``: a cluster of N processes on 127.0.0.1 (one
+    container's). A cluster only runs whole, so when one process exits the others are
+    stopped and this exits with its code: whoever restarts us (Docker's restart policy,
+    a supervisor) restarts the whole cluster, which resumes from its recovery state."""
+    import subprocess
+
+    from sentinel.stack import describe_exit, stop_process
+    from timescale.embedded import free_port
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    ports = [free_port() for _ in range(processes)]
+    commands = cluster_commands([sys.executable, "-m", "sentinel"], workers, processes, ports)
+    procs = [subprocess.Popen(cmd) for cmd in commands]
+    console.print(f"dataflow: a cluster of {processes} processes, pids {[p.pid for p in procs]}")
+    try:
+        while True:
+            for i, proc in enumerate(procs):
+                if (code := proc.poll()) is not None:
+                    console.print(f"dataflow process {i} {describe_exit(code)}: stopping the rest")
+                    return code if code > 0 else 1 if code < 0 else 0
+            time.sleep(0.2)
+    finally:
+        for proc in reversed(procs):
+            stop_process(proc, 10)

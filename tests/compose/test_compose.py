@@ -230,6 +230,22 @@ def test_the_dataflow_runs_the_production_flow() -> None:
     assert _argv(SERVICES["migrate"])[2].startswith("sentinel db migrate")
 
 
+def test_the_dataflow_scales_out_as_a_cluster_of_processes_set_in_the_env() -> None:
+    """SENTINEL_WORKERS and SENTINEL_PROCESSES reach `sentinel dataflow`, which with
+    --processes N runs a Bytewax cluster of N processes in the container."""
+    from sentinel.cli import build_parser
+
+    command = SERVICES["dataflow"]["command"]
+    assert command[command.index("--workers") + 1] == "${SENTINEL_WORKERS:-1}"
+    assert command[command.index("--processes") + 1] == "${SENTINEL_PROCESSES:-1}"
+    parsed = build_parser().parse_args(_argv(SERVICES["dataflow"])[1:])
+    assert (parsed.workers, parsed.processes) == (1, 1)
+    assert (parsed.process_id, parsed.addresses) == (None, None)
+    assert re.search(r"^SENTINEL_PROCESSES=1$", ENV_EXAMPLE, flags=re.MULTILINE)
+    # One process dies, the container exits: the restart policy restarts the cluster.
+    assert SERVICES["dataflow"]["restart"] == "unless-stopped"
+
+
 @pytest.mark.parametrize("name", LONG_RUNNING)
 def test_healthcheck_commands_are_valid(name: str) -> None:
     test = SERVICES[name]["healthcheck"]["test"]

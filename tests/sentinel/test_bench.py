@@ -1,0 +1,45 @@
+"""`sentinel bench`'s pipeline figures: the three runs write the same rows, and every
+figure is there, next to the raw COPY rate."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from sentinel.bench import machine, pipeline, summary
+
+
+@pytest.mark.slow
+def test_one_worker_two_workers_and_a_cluster_write_the_same_rows(db: str) -> None:
+    lines: list[str] = []
+    result = pipeline(db, 4_000, lines.append)
+    assert result["same_rows_in_every_run"] is True
+    assert result["rows_written"]["ticks"] == result["ticks"] > 3_000
+    assert result["rows_written"]["bars"] > 0
+    for key in (
+        "end_to_end_ticks_per_s",
+        "end_to_end_2_workers_ticks_per_s",
+        "end_to_end_2_processes_ticks_per_s",
+        "raw_copy_rows_per_s",
+    ):
+        assert result[key] > 0, key
+    raw = result["raw_copy_rows_per_s"]
+    ratio = result["end_to_end_ticks_per_s"] / raw
+    assert result["ratio_end_to_end_over_raw_copy"] == pytest.approx(ratio, abs=0.002)
+    assert result["ratio_2_workers"] > 0
+    assert result["ratio_2_processes"] > 0
+    assert any("cluster of 2 processes" in line for line in lines)
+
+    whole = {**machine(), "pipeline": result, "models": {"steps_per_s": 1}, "peak_rss_mb": 1.0}
+    console = Console(record=True, width=120)
+    console.print(summary(whole))
+    text = console.export_text()
+    assert "2-process cluster" in text
+    assert "raw binary COPY" in text
+
+
+def test_machine_records_revision_cores_and_memory() -> None:
+    info = machine()
+    assert info["cores"] >= 1
+    assert info["memory_mb"] > 0
+    assert info["git_revision"] is None or len(info["git_revision"]) == 40
