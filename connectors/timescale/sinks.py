@@ -1,24 +1,27 @@
-"""TimescaleDB sinks: batched binary COPY through a staging table, idempotent inserts.
+"""TimescaleDB sinks: batched binary COPY straight into the table, idempotent on replay.
 
-Delivery guarantee: :class:`TimescaleSink` is at-least-once. ``write_batch`` returns only
-once every row it was given is committed (Bytewax snapshots after it returns), so a
-resumed dataflow may hand over rows that are already stored; the insert is
-``ON CONFLICT (primary key) DO NOTHING``, so those are skipped. Given the sources' stable
-``seq`` numbers (every table's primary key identifies a row by its content's origin),
-each row lands exactly once.
+Delivery guarantee: both sinks are at-least-once. :class:`TimescaleSink`'s
+``write_batch`` returns only once every row it was given is committed (Bytewax snapshots
+after it returns); :class:`TimescaleBackgroundSink` writes on a thread per partition and
+its snapshot waits until every row before it is committed. Either way a resumed dataflow
+may hand over rows that are already stored, and those are skipped. Given the sources'
+stable ``seq`` numbers (every table's primary key identifies a row by its content's
+origin), each row lands exactly once.
 
 How a chunk of rows is written, in one transaction:
 
-1. ``COPY pg_temp.<stage> FROM STDIN (FORMAT BINARY)``: the rows as they are, times as
-   ``int8`` microseconds since the Unix epoch (no datetime objects in the hot path);
-2. ``INSERT INTO <table> SELECT ... FROM <stage> ON CONFLICT (<key>) DO NOTHING``, turning
-   the microseconds into ``timestamptz`` exactly in SQL. While chunks hold no duplicates
-   a plain ``INSERT`` (no speculative insertion, about 1.5x faster on a hypertable) is
-   tried first inside a savepoint; a unique violation rolls it back and the chunk goes
-   through ``ON CONFLICT DO NOTHING``, which then stays in use until a chunk skips
-   nothing. Either way a chunk's rows land once, atomically;
-3. the stage is a ``TEMP`` table ``ON COMMIT DELETE ROWS``: it empties itself at commit
-   (and a rollback discards the rows), so the next chunk starts clean.
+1. the common case: ``COPY <table> FROM STDIN (FORMAT BINARY)`` straight into the
+   hypertable (TimescaleDB routes the rows and creates chunks as needed), times sent as
+   binary ``timestamptz`` computed exactly from the ``int`` microseconds (no datetime
+   objects in the hot path), JSON as binary ``jsonb``;
+2. a unique violation (rows already there: a replay after recovery, or duplicates within
+   the chunk) aborts that COPY whole; the transaction is rolled back and the chunk is
+   redone through a staging table: ``COPY pg_temp.<stage>`` (times as ``int8``), then
+   ``INSERT INTO <table> SELECT ... ON CONFLICT (<key>) DO NOTHING``, turning the
+   microseconds into ``timestamptz`` in SQL. The stage is a ``TEMP`` table ``ON COMMIT
+   DELETE ROWS`` (it empties itself at commit, a rollback discards its rows). Chunks
+   keep going through the stage until one skips nothing (the replay is over), then the
+   direct COPY is back. Either way a chunk's rows land once, atomically.
 
 Outages (connection refused or lost, too many connections, server shutting down or
 starting up, ...) are retried forever by default, on the same rows, with exponential
@@ -37,18 +40,28 @@ import functools
 import json
 import logging
 import random
+import struct
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any, NamedTuple
 
 import psycopg
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from psycopg import sql
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
+from psycopg import postgres, sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from typing_extensions import override
 
 from connectors.timescale.specs import TIME, Row, TableSpec
+from connectors.timescale.writer import BackgroundWriter, BackgroundWriterError
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +109,10 @@ class SinkStats:
 class _Statements(NamedTuple):
     create_stage: sql.Composed
     copy: sql.Composed
-    insert: sql.Composed
     insert_skipping: sql.Composed
     stage_types: list[str]
+    copy_direct: sql.Composed
+    direct_types: list[str]
     json_indexes: tuple[int, ...]
 
 
@@ -122,11 +136,14 @@ def _statements(spec: TableSpec) -> _Statements:
             "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
         ).format(stage, definitions),
         copy=sql.SQL("COPY pg_temp.{} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
-        insert=insert,
         insert_skipping=sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
             insert, sql.SQL(", ").join(map(sql.Identifier, spec.key))
         ),
         stage_types=stage_types,
+        copy_direct=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(spec.table), cols
+        ),
+        direct_types=list(spec.pg_types),
         json_indexes=tuple(i for i, t in enumerate(spec.pg_types) if t == "jsonb"),
     )
 
@@ -140,6 +157,37 @@ def _select_expr(column: str, pg_type: str) -> sql.Composable:
     if pg_type == "jsonb":
         return sql.SQL("{}::jsonb").format(ident)
     return ident
+
+
+# PostgreSQL's binary timestamptz is int8 microseconds since 2000-01-01 00:00 UTC.
+_PG_EPOCH_US = 946_684_800_000_000
+_INT8 = struct.Struct("!q")
+
+
+class _MicrosTimestamptzDumper(Dumper):
+    """``int`` microseconds since the Unix epoch as binary ``timestamptz``, exactly.
+
+    Registered by oid only, so it serves the direct COPY's ``set_types`` and nothing else.
+    """
+
+    format = Format.BINARY
+    oid = postgres.types["timestamptz"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        try:
+            return _INT8.pack(obj - _PG_EPOCH_US)
+        except struct.error as exc:  # a row error, isolated like any refused value
+            raise OverflowError(f"time {obj!r} us is out of range: {exc}") from exc
+
+
+class _JsonTextJsonbDumper(Dumper):
+    """JSON text (``str``) as binary ``jsonb``: version 1, then the text; the server parses it."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj.encode()
 
 
 def _with_json_text(rows: Sequence[Row], indexes: tuple[int, ...]) -> list[Row]:
@@ -172,7 +220,7 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
         self._sql = _statements(sink.spec)
         self._conn: psycopg.Connection[Any] | None = None
         self._rng = random.Random()
-        self._optimistic = True
+        self._direct = True  # COPY straight into the table, until a chunk conflicts
         self._span_us: int | None = None  # the most time one transaction may cover
         self._time_index = (
             sink.spec.columns.index(sink.spec.time_columns[0]) if (sink.spec.time_columns) else None
@@ -259,24 +307,22 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
             return
 
     def _copy_and_insert(self, rows: Sequence[Row]) -> int:
+        """Write one chunk in one transaction; the number of rows it inserted."""
         conn = self._connection()
+        if self._direct:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    _copy_rows(cur, self._sql.copy_direct, self._sql.direct_types, rows)
+                return len(rows)
+            except psycopg.errors.UniqueViolation:
+                # Some rows are there already (a replay): the COPY was rolled back whole.
+                self._direct = False
         with conn.transaction(), conn.cursor() as cur:
-            with cur.copy(self._sql.copy) as copy:
-                copy.set_types(self._sql.stage_types)
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
-            if self._optimistic:
-                try:
-                    with conn.transaction():
-                        cur.execute(self._sql.insert)
-                    return cur.rowcount
-                except psycopg.errors.UniqueViolation:
-                    self._optimistic = False
+            _copy_rows(cur, self._sql.copy, self._sql.stage_types, rows)
             cur.execute(self._sql.insert_skipping)
             inserted = cur.rowcount
-        # Back to plain inserts once a chunk had nothing to skip.
-        self._optimistic = inserted == len(rows)
+        # Back to direct COPY once a chunk had nothing to skip: the replay is over.
+        self._direct = inserted == len(rows)
         return inserted
 
     def _isolate(self, rows: Sequence[Row], exc: Exception) -> None:
@@ -348,6 +394,8 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
                 connect_timeout=self._sink.connect_timeout_s,
                 application_name=f"sentinel-sink-{self._spec.table}",
             )
+            conn.adapters.register_dumper(None, _MicrosTimestamptzDumper)
+            conn.adapters.register_dumper(None, _JsonTextJsonbDumper)
             try:
                 conn.execute(self._sql.create_stage)
                 if self._span_us is None:
@@ -366,6 +414,16 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
 
 
 _CHUNKS_PER_TRANSACTION = 16
+
+
+def _copy_rows(
+    cur: psycopg.Cursor[Any], statement: sql.Composed, types: list[str], rows: Sequence[Row]
+) -> None:
+    with cur.copy(statement) as copy:
+        copy.set_types(types)
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
 
 
 def _max_span_us(conn: psycopg.Connection[Any], spec: TableSpec) -> int:
@@ -397,7 +455,8 @@ class TimescaleSink(DynamicSink[Sequence[Row]]):
     upstream hands over whole chunks. Every worker opens its own connection. A batch is
     committed in chunks of at most ``batch_rows`` rows, each in one transaction, before
     ``write_batch`` returns: with Bytewax snapshotting after that, delivery is
-    at-least-once, and the ``ON CONFLICT DO NOTHING`` insert makes each row land exactly
+    at-least-once. A chunk is COPYed straight into the table; one that meets rows already
+    stored (a replay) is redone with ``ON CONFLICT DO NOTHING``, so each row lands exactly
     once (given the sources' stable ``seq`` numbers).
 
     On a transient error (:class:`psycopg.OperationalError` for a lost or refused
@@ -471,3 +530,118 @@ def write_rows(
     finally:
         part.close()
     return part.stats
+
+
+class _BackgroundPartition(StatefulSinkPartition[Sequence[Row], None]):
+    """A :class:`_TimescalePartition` run by a :class:`BackgroundWriter`.
+
+    ``write_batch`` queues and returns; ``snapshot`` is the barrier: it returns once every
+    row queued before it is committed, so Bytewax's snapshot of an epoch never covers a
+    row that is not durable. A writer error is raised by the next ``write_batch``,
+    ``snapshot`` or ``close``.
+    """
+
+    def __init__(self, sink: TimescaleBackgroundSink, step_id: str, part: str) -> None:
+        self._rows = _TimescalePartition(sink.options, int(part))
+        self._writer: BackgroundWriter[list[Sequence[Row]]] = BackgroundWriter(
+            self._rows.write_batch,
+            max_pending_rows=sink.max_pending_rows,
+            name=f"sink-{step_id}-{part}",
+        )
+
+    @property
+    def stats(self) -> SinkStats:
+        return self._rows.stats
+
+    @override
+    def write_batch(self, values: list[Sequence[Row]]) -> None:
+        with self._raised():
+            self._writer.put(values, sum(map(len, values)))
+
+    @override
+    def snapshot(self) -> None:
+        with self._raised():
+            self._writer.drain()
+
+    @override
+    def close(self) -> None:
+        try:
+            with self._raised():
+                self._writer.close()
+        finally:
+            self._rows.close()
+
+    @contextlib.contextmanager
+    def _raised(self) -> Iterator[None]:
+        try:
+            yield
+        except BackgroundWriterError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, TimescaleSinkError):
+                raise TimescaleSinkError(str(cause)) from cause
+            raise TimescaleSinkError(
+                f"sink for table {self._rows.stats.table!r} failed: {cause!r}"
+            ) from cause
+
+
+class TimescaleBackgroundSink(FixedPartitionedSink[Sequence[Row], None]):
+    """:class:`TimescaleSink` that writes in the background; at-least-once, idempotent.
+
+    Items are ``(key, rows)``: Bytewax routes each to one of ``partitions`` partitions by
+    its key (a symbol, say); each partition has its own connection and writer thread,
+    so the database stores one batch while the dataflow computes the next. At most
+    ``max_pending_rows`` rows wait per partition (``write_batch`` blocks beyond:
+    back-pressure); each partition's snapshot, taken by Bytewax at every epoch's end,
+    waits until all rows before it are committed, so delivery stays at-least-once and
+    a resumed dataflow only replays rows that the idempotent write skips. Rows are
+    written as :class:`TimescaleSink` writes them (same retries, row isolation, stats,
+    ``on_write``, called from the writer thread); a writer error that is not retried
+    stops the dataflow at the next ``write_batch`` or snapshot. The snapshot state is
+    ``None``: where to resume is the sources' business.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        spec: TableSpec,
+        *,
+        partitions: int = 1,
+        max_pending_rows: int = 200_000,
+        batch_rows: int = 50_000,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 30.0,
+        max_attempts: int | None = None,
+        on_write: Callable[[SinkStats], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        connect_timeout_s: int = 10,
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
+        if max_pending_rows < 1:
+            raise ValueError(f"max_pending_rows must be at least 1, got {max_pending_rows}")
+        self.partitions = partitions
+        self.max_pending_rows = max_pending_rows
+        # The rows are written as this one writes them; it also checks the arguments.
+        self.options = TimescaleSink(
+            dsn,
+            spec,
+            batch_rows=batch_rows,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            max_attempts=max_attempts,
+            on_write=on_write,
+            sleep=sleep,
+            connect_timeout_s=connect_timeout_s,
+        )
+
+    @override
+    def list_parts(self) -> list[str]:
+        return [str(i) for i in range(self.partitions)]
+
+    @override
+    def part_fn(self, item_key: str) -> int:
+        return zlib.crc32(item_key.encode())
+
+    @override
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _BackgroundPartition:
+        return _BackgroundPartition(self, step_id, for_part)

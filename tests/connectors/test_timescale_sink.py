@@ -9,17 +9,20 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
 import psycopg
 import pytest
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSource, cluster_main, run_main
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from connectors.timescale import SinkStats, TimescaleSink, TimescaleSinkError, write_rows
+from connectors.timescale.sinks import TimescaleBackgroundSink
 from connectors.timescale.specs import (
     ALERTS,
     BAR_METRICS,
@@ -432,3 +435,183 @@ def test_years_of_sparse_rows_in_one_batch_are_split_by_time_span(db: str) -> No
     with psycopg.connect(db) as conn:
         got = conn.execute("SELECT count(*), min(price), max(price) FROM ticks").fetchone()
     assert got == (400, 1000.0, 1399.0)
+
+
+# -- direct COPY into the hypertable ----------------------------------------------------
+
+
+def test_a_replayed_batch_falls_back_to_on_conflict_and_equals_a_clean_run(db: str) -> None:
+    """Clean chunks are COPYed straight into the hypertable; a chunk that meets rows
+    already there (a replay) is rolled back and redone through the staging table."""
+    rows = make_ticks(300)
+    part = TimescaleSink(db, TICKS, batch_rows=100).build("ticks_out", 0, 1)
+    part.write_batch([rows[:150]])
+    assert part._direct
+    # A replay from an older snapshot: the first chunk meets 50 stored rows, the next none.
+    part.write_batch([rows[100:250]])
+    assert (part.stats.rows_written, part.stats.rows_skipped) == (250, 50)
+    assert part._direct, "back to direct COPY once a chunk had nothing to skip"
+    part.write_batch([rows[250:], rows[250:260]])  # duplicates within one batch
+    assert (part.stats.rows_written, part.stats.rows_skipped) == (300, 60)
+    assert part.stats.rows_failed == 0
+    part.close()
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+
+
+def test_a_refused_row_in_a_direct_copy_costs_only_its_own_row(db: str) -> None:
+    rows = make_ticks(50)
+    # Past timestamptz's range (the server refuses it), past int8's (the client does).
+    server_refuses = Tick(2**63 - 1, "AAPL", 1.0, 1.0, 10_000, None)
+    client_refuses = Tick(2**63, "AAPL", 1.0, 1.0, 10_001, None)
+    part = TimescaleSink(db, TICKS).build("ticks_out", 0, 1)
+    part.write_batch([[*rows[:20], server_refuses, *rows[20:40], client_refuses, *rows[40:]]])
+    part.close()
+    assert (part.stats.rows_written, part.stats.rows_failed) == (50, 2)
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+
+
+# -- writing in the background ----------------------------------------------------------
+
+
+class Gate:
+    """An ``on_write`` that holds the writer thread after its first committed chunk."""
+
+    def __init__(self) -> None:
+        self.reached, self.opened = threading.Event(), threading.Event()
+
+    def __call__(self, stats: SinkStats) -> None:
+        if stats.rows_written or stats.rows_skipped:
+            self.reached.set()
+            assert self.opened.wait(60), "the test never opened the gate"
+
+
+def in_thread(func: Any, *args: Any) -> tuple[threading.Thread, threading.Event, list[Any]]:
+    done, errors = threading.Event(), []
+
+    def run() -> None:
+        try:
+            func(*args)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, done, errors
+
+
+def test_snapshot_returns_once_every_row_written_before_it_is_committed(db: str) -> None:
+    rows = make_ticks(1_000)
+    gate = Gate()
+    sink = TimescaleBackgroundSink(db, TICKS, batch_rows=100, on_write=gate)
+    part = sink.build_part("ticks_out", "0", None)
+    part.write_batch([rows[:500]])  # returns while the writer is held
+    assert gate.reached.wait(30)
+    part.write_batch([rows[500:700], rows[700:]])
+    assert len(read_back(db, TICKS)) == 100
+    _, snapped, errors = in_thread(part.snapshot)
+    assert not snapped.wait(0.2), "snapshot returned while rows were not committed"
+    gate.opened.set()
+    assert snapped.wait(60)
+    assert errors == []
+    assert read_back(db, TICKS) == by_key(TICKS, rows)  # all of them, the moment it returns
+    assert part.stats.rows_written == 1_000
+    part.close()
+
+
+def test_a_full_queue_blocks_write_batch_instead_of_growing(db: str) -> None:
+    rows = make_ticks(300)
+    gate = Gate()
+    sink = TimescaleBackgroundSink(db, TICKS, batch_rows=50, max_pending_rows=100, on_write=gate)
+    part = sink.build_part("ticks_out", "0", None)
+    part.write_batch([rows[:100]])
+    assert gate.reached.wait(30)
+    _, written, errors = in_thread(part.write_batch, [rows[100:150]])
+    assert not written.wait(0.2), "write_batch returned past max_pending_rows"
+    assert part._writer.pending_rows == 100
+    gate.opened.set()
+    assert written.wait(60)
+    part.write_batch([rows[150:]])  # larger than the bound: taken once the queue is empty
+    part.snapshot()
+    assert errors == []
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+    part.close()
+
+
+def test_a_writer_error_surfaces_at_the_next_snapshot_and_write(db: str) -> None:
+    sink = TimescaleBackgroundSink(db, FORECASTS)
+    part = sink.build_part("forecasts_out", "0", None)
+    part.write_batch([[(T_2023, "AAPL", "ewma")]])  # the wrong shape: a bug upstream
+    with pytest.raises(TimescaleSinkError, match=r"table 'forecasts'.*expected 9 values"):
+        part.snapshot()
+    with pytest.raises(TimescaleSinkError, match="expected 9 values"):
+        part.write_batch([[]])
+    with pytest.raises(TimescaleSinkError, match="expected 9 values"):
+        part.close()
+
+
+def test_a_lost_connection_mid_stream_loses_nothing(db: str) -> None:
+    rows = make_ticks(2_000)
+    gate = Gate()
+    sink = TimescaleBackgroundSink(
+        db, TICKS, batch_rows=200, backoff_initial_s=0.01, backoff_max_s=0.05, on_write=gate
+    )
+    part = sink.build_part("ticks_out", "0", None)
+    part.write_batch([rows[:1_000]])
+    assert gate.reached.wait(30)
+    part.write_batch([rows[1_000:]])
+    with psycopg.connect(db, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'sentinel-sink-ticks' AND datname = current_database()"
+        ).fetchall()
+    assert killed == [(True,)]
+    gate.opened.set()
+    part.snapshot()
+    assert part.stats.retries >= 1
+    assert part.stats.last_error is not None
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+    assert (part.stats.rows_written, part.stats.rows_skipped) == (2_000, 0)
+    part.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_background_sink_in_a_dataflow_writes_every_row(db: str, workers: int) -> None:
+    rows = make_ticks(700)
+    flow = Dataflow("timescale_background_sink")
+    chunks = op.input("inp", flow, TestingSource([rows[i : i + 70] for i in range(0, 700, 70)]))
+    keyed = op.key_on("by_first_symbol", chunks, lambda chunk: chunk[0].symbol)
+    op.output("ticks_out", keyed, TimescaleBackgroundSink(db, TICKS, partitions=2))
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+
+
+def test_a_dataflow_aborted_and_resumed_stores_each_row_once(db: str, tmp_path: Path) -> None:
+    """The snapshot is a barrier: a resume replays only rows after a durable epoch, and
+    the replayed rows that are already stored are skipped (the direct COPY falls back)."""
+    rows = make_ticks(1_000)
+    chunks: list[Any] = [rows[i : i + 100] for i in range(0, 1_000, 100)]
+    init_db_dir(tmp_path, 1)
+    seen: list[SinkStats] = []
+
+    def run(items: list[Any]) -> None:
+        flow = Dataflow("timescale_background_recovery")
+        keyed = op.key_on("by_first_symbol", op.input("inp", flow, TestingSource(items)), key)
+        op.output("ticks_out", keyed, TimescaleBackgroundSink(db, TICKS, on_write=seen.append))
+        run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(tmp_path)))
+
+    def key(chunk: Sequence[Tick]) -> str:
+        return chunk[0].symbol
+
+    items = [*chunks[:6], TestingSource.ABORT(), *chunks[6:]]  # aborts once only
+    run(items)
+    stored = len(read_back(db, TICKS))
+    assert stored >= 500, "rows of every epoch before the abort are stored"
+    seen.clear()
+    run(items)  # resumes from the last snapshot, replaying rows already stored
+    assert read_back(db, TICKS) == by_key(TICKS, rows)
+    assert seen[-1].rows_written == 1_000 - stored
