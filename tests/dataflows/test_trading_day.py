@@ -42,13 +42,13 @@ CONFIG = FlowConfig(
 
 
 def _stock_ticks(rng: np.random.Generator) -> list[Tick]:
-    """AAPL every ~20 s from 04:00 to 20:00 New York on every calendar day (a few prints
+    """AAPL every ~30 s from 04:00 to 20:00 New York on every calendar day (a few prints
     on closed days too), some in-session trades with Finnhub's extended-hours code."""
     out: list[Tick] = []
     price = 190.0
     for day in pd.date_range(FIRST, LAST, freq="D"):
         start = pd.Timestamp(f"{day.date()} 04:00", tz=NY).value // 1000
-        n = 2880
+        n = 1920
         times = start + np.sort(rng.choice(16 * 3600 * 1000, n, replace=False)) * 1000
         steps = rng.normal(0, 8e-4, n)
         if day.date() == SPIKE_DAY:  # a volatile hour: a spike alert within the session
@@ -68,9 +68,9 @@ def _stock_ticks(rng: np.random.Generator) -> list[Tick]:
 
 
 def _coin_ticks(rng: np.random.Generator) -> list[Tick]:
-    """BTCUSD every ~30 s around the clock, UTC days 2024-06-28 to 2024-07-09."""
+    """BTCUSD every ~60 s around the clock, UTC days 2024-06-28 to 2024-07-09."""
     start = pd.Timestamp(FIRST, tz="UTC").value // 1000
-    n = 12 * 2880
+    n = 12 * 1440
     times = start + np.sort(rng.choice(12 * 86_400 * 1000, n, replace=False)) * 1000
     prices = 60_000 * np.exp(np.cumsum(rng.normal(0, 5e-4, n)))
     return [
