@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from api.deps import SettingsDep
 from api.errors import echo, not_found, text_responses
-from dataflows.sessions import UnknownCalendar, normalize
+from dataflows.sessions import market_calendar
 from sentinel.settings import Settings
 
 router = APIRouter(tags=["dashboard"])
@@ -54,14 +54,11 @@ def charts_path(settings: Settings) -> Path | None:
     return next((p for p in candidates if p is not None and p.is_file()), None)
 
 
-@lru_cache(maxsize=8)
 def market_time_zone(calendar: str) -> str:
     """The IANA time zone of a market calendar (``24/7``: UTC; an unknown one: UTC)."""
-    import exchange_calendars as xcals
-
     try:
-        return str(xcals.get_calendar(normalize(calendar)).tz)
-    except (UnknownCalendar, xcals.errors.InvalidCalendarName):
+        return market_calendar(calendar).tz  # the calendar /sessions loads, cached
+    except ValueError:  # UnknownCalendar, or one exchange_calendars cannot load
         return "UTC"
 
 
