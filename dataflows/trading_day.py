@@ -45,8 +45,9 @@ class ExtendedHours:
     """The ``session_flags`` mapper: marks a chunk's trades ``extended`` when they fall
     outside their symbol's regular session or carry an extended-hours condition.
 
-    The common case (every trade of the chunk inside one session, no conditions) costs
-    one calendar lookup per chunk."""
+    The common case (every trade of the chunk inside one session, none with an
+    extended-hours code) costs one calendar lookup per chunk; Finnhub sends conditions
+    on most trades (``1``, ``1,12``), so merely having conditions must not cost more."""
 
     def __init__(self, sessions: CalendarBook):
         self.sessions = sessions
@@ -61,17 +62,26 @@ class ExtendedHours:
         times = [t.time_us for t in ticks]
         lo, hi = min(times), max(times)
         session = _session_at(cal, lo)
-        if session is not None and hi < session.close_us and not any(t.conditions for t in ticks):
+        if session is not None and hi >= session.close_us:
+            session = None  # the chunk spans a boundary: each trade is looked up
+        if session is not None and not any(self._coded(t) for t in ticks):
             return kv
         flagged = [
-            t if t.extended or self._regular(cal, t) else t._replace(extended=True) for t in ticks
+            t if t.extended or self._regular(cal, session, t) else t._replace(extended=True)
+            for t in ticks
         ]
         return symbol, chunk._replace(ticks=flagged)
 
-    def _regular(self, cal: MarketCalendar, t: Tick) -> bool:
-        if t.conditions and not self.codes.isdisjoint(t.conditions.split(",")):
+    def _coded(self, t: Tick) -> bool:
+        """Does the trade carry an extended-hours condition code?"""
+        c = t.conditions
+        return c is not None and not self.codes.isdisjoint(c.split(","))
+
+    def _regular(self, cal: MarketCalendar, session: Session | None, t: Tick) -> bool:
+        """``session``: the one holding every trade of the chunk, if there is one."""
+        if self._coded(t):
             return False
-        return _session_at(cal, t.time_us) is not None
+        return session is not None or _session_at(cal, t.time_us) is not None
 
 
 def _session_at(cal: MarketCalendar, t_us: int) -> Session | None:
