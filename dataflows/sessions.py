@@ -105,13 +105,17 @@ class MarketCalendar:
         import exchange_calendars as xcals
 
         self.name = normalize(name)
-        cls = type(xcals.get_calendar(self.name))
-        # Some calendars start later or end sooner (XTKS: from 1997): their own span then.
-        lo, hi = cls.bound_min(), cls.bound_max()
-        first = max(pd.Timestamp(_FIRST), lo) if lo is not None else pd.Timestamp(_FIRST)
-        last = min(pd.Timestamp(_LAST), hi) if hi is not None else pd.Timestamp(_LAST)
+        first, last = pd.Timestamp(_FIRST), pd.Timestamp(_LAST)
+        try:
+            cal = xcals.get_calendar(self.name, start=first, end=last)
+        except ValueError:
+            # Some calendars start later or end sooner (XTKS: from 1997): their own span.
+            cls = type(xcals.get_calendar(self.name))
+            lo, hi = cls.bound_min(), cls.bound_max()
+            first = max(first, lo) if lo is not None else first
+            last = min(last, hi) if hi is not None else last
+            cal = xcals.get_calendar(self.name, start=first, end=last)
         self.span = (first.date(), last.date())
-        cal = xcals.get_calendar(self.name, start=first, end=last)
         self.tz = str(cal.tz)
         schedule = cal.schedule
         self.opens = _us(schedule["open"])
