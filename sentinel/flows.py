@@ -113,7 +113,12 @@ def timescale_sinks(dsn: str, batch_rows: int = 50_000, report_status: bool = Tr
     def sink(table: str) -> TimescaleSink:
         # Retries at least every 5 s: back within seconds of the database.
         return TimescaleSink(
-            dsn, SPECS[table], batch_rows=batch_rows, backoff_max_s=5.0, on_write=reporter
+            dsn,
+            SPECS[table],
+            batch_rows=batch_rows,
+            backoff_max_s=5.0,
+            on_write=reporter,
+            on_close=reporter.final if reporter is not None else None,
         )
 
     return Sinks(**{name: sink(table) for name, table in SINK_TABLES.items()})

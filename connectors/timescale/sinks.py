@@ -253,6 +253,8 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
     @override
     def close(self) -> None:
         self._disconnect()
+        if self._sink.on_close is not None:
+            self._sink.on_close(self.stats)
 
     def _by_time_span(self, rows: list[Row]) -> list[list[Row]]:
         """Split rows so that no transaction touches more than ~16 chunks.
@@ -466,7 +468,9 @@ class TimescaleSink(DynamicSink[Sequence[Row]]):
     written or ``max_attempts`` attempts failed (``None``: retry forever, blocking the
     dataflow meanwhile). Other errors raise :class:`TimescaleSinkError` at once, naming
     the table; the failed chunk is rolled back whole. ``on_write(stats)`` receives the
-    partition's :class:`SinkStats` after every committed chunk and every failed attempt.
+    partition's :class:`SinkStats` after every committed chunk and every failed attempt;
+    ``on_close(stats)`` the final ones when Bytewax closes the partition (a finite input
+    ran out), so that a status published in the background can be made current then.
     """
 
     def __init__(
@@ -479,6 +483,7 @@ class TimescaleSink(DynamicSink[Sequence[Row]]):
         backoff_max_s: float = 30.0,
         max_attempts: int | None = None,
         on_write: Callable[[SinkStats], None] | None = None,
+        on_close: Callable[[SinkStats], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         connect_timeout_s: int = 10,
     ) -> None:
@@ -495,6 +500,7 @@ class TimescaleSink(DynamicSink[Sequence[Row]]):
         self.backoff_max_s = backoff_max_s
         self.max_attempts = max_attempts
         self.on_write = on_write
+        self.on_close = on_close
         self.sleep = sleep
         self.connect_timeout_s = connect_timeout_s
 
@@ -595,8 +601,8 @@ class TimescaleBackgroundSink(FixedPartitionedSink[Sequence[Row], None]):
     waits until all rows before it are committed, so delivery stays at-least-once and
     a resumed dataflow only replays rows that the idempotent write skips. Rows are
     written as :class:`TimescaleSink` writes them (same retries, row isolation, stats,
-    ``on_write``, called from the writer thread); a writer error that is not retried
-    stops the dataflow at the next ``write_batch`` or snapshot. The snapshot state is
+    ``on_write``, called from the writer thread, and ``on_close``); a writer error that
+    is not retried stops the dataflow at the next ``write_batch`` or snapshot. The snapshot state is
     ``None``: where to resume is the sources' business.
     """
 
@@ -612,6 +618,7 @@ class TimescaleBackgroundSink(FixedPartitionedSink[Sequence[Row], None]):
         backoff_max_s: float = 30.0,
         max_attempts: int | None = None,
         on_write: Callable[[SinkStats], None] | None = None,
+        on_close: Callable[[SinkStats], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         connect_timeout_s: int = 10,
     ) -> None:
@@ -630,6 +637,7 @@ class TimescaleBackgroundSink(FixedPartitionedSink[Sequence[Row], None]):
             backoff_max_s=backoff_max_s,
             max_attempts=max_attempts,
             on_write=on_write,
+            on_close=on_close,
             sleep=sleep,
             connect_timeout_s=connect_timeout_s,
         )

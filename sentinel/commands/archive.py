@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 _UTC = dt.timezone.utc
 
+# The pause between ``--watch`` rounds; a name of this module so that a test can replace
+# it without replacing ``time.sleep`` for every thread of the process.
+_pause = time.sleep
+
 
 def _policy(settings: Settings) -> ArchivePolicy:
     from connectors.archive import ArchivePolicy
@@ -100,7 +104,7 @@ def _watch(settings: Settings, dsn: str, uri: str) -> int:
                     _print_retention(report)
         except (psycopg.Error, OSError, pa.ArrowException, ArchiveError) as exc:
             console.print(f"[yellow]archive round failed:[/] {exc}; next one in {every:g} s")
-        time.sleep(every)
+        _pause(every)
 
 
 def _print_archived(done: list[ArchivedDay], uri: str) -> None:

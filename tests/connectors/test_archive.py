@@ -587,7 +587,7 @@ def test_sentinel_archive_watch_runs_rounds_until_interrupted(
         if len(rounds) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("sentinel.commands.archive.time.sleep", sleep)
+    monkeypatch.setattr("sentinel.commands.archive._pause", sleep)
     assert main(["archive", "--watch"]) == 130
     assert rounds == [600.0, 600.0]
     err = capsys.readouterr().err
