@@ -54,6 +54,6 @@ def test_every_bad_input_class_lands_in_ticks_rejected_and_good_ticks_are_stored
     # finished run's are complete by the time it returns.
     with psycopg.connect(db) as conn:
         rows = conn.execute("SELECT table_name, rows_written FROM sink_status WHERE worker = 0")
-        reported = dict(rows.fetchall())
+        reported: dict[str, int] = dict(rows.fetchall())
     assert reported["ticks"] == good + 1
     assert reported["ticks_rejected"] == len(expected)
