@@ -38,20 +38,30 @@ class _ListPartition(StatefulSourcePartition[X, int], Generic[X]):
 
 
 class ListSource(FixedPartitionedSource[X, int], Generic[X]):
-    """``items`` in order, one partition; resumable at an item (exactly-once)."""
+    """``items`` in order, in one partition; or, with ``partitions`` n, item ``i`` in
+    partition ``i % n`` (each read in order, the partitions side by side, on whichever
+    workers Bytewax gives them). Resumable at an item (exactly-once)."""
 
-    def __init__(self, items: Sequence[X]) -> None:
+    def __init__(self, items: Sequence[X], partitions: int = 1) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
         self.items = items
+        self.partitions = partitions
 
     @override
     def list_parts(self) -> list[str]:
-        return ["list"]
+        if self.partitions == 1:
+            return ["list"]
+        return [f"list-{i}" for i in range(self.partitions)]
 
     @override
     def build_part(
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _ListPartition[X]:
-        return _ListPartition(self.items, resume_state or 0)
+        if self.partitions == 1:
+            return _ListPartition(self.items, resume_state or 0)
+        index = int(for_part.removeprefix("list-"))
+        return _ListPartition(self.items[index :: self.partitions], resume_state or 0)
 
 
 class _ListSinkPartition(StatelessSinkPartition[Sequence[Any]]):

@@ -52,6 +52,7 @@ from dataflows.config import BarConfig  # re-exported: the step and its configur
 from dataflows.parse import TickChunk, arrival_us
 from dataflows.records import US, Bar, Reject, Tick
 from dataflows.sessions import CalendarBook, Session, SessionMark
+from dataflows.snapshots import freeze
 
 UTC_MIN_US = -(2**62)
 BAND_WINDOW = 15  # trades in the price band's median
@@ -136,7 +137,7 @@ class BarEvent(NamedTuple):
     mark: SessionMark | None = None
 
 
-class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
+class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
     """``live``: time follows the arrival clock (see the module docstring); otherwise
     event time only."""
 
@@ -239,8 +240,8 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, BarState]):
         return None
 
     @override
-    def snapshot(self) -> BarState:
-        return self.state
+    def snapshot(self) -> bytes:
+        return freeze(self.state)
 
     def _close(self, watermark: int, eof: bool = False, marks: bool = True) -> list[BarEvent]:
         opened, bar_us = self.state.open, self.config.bar_us

@@ -26,7 +26,7 @@ import pandas as pd
 from pandas.api.types import infer_dtype
 
 from dataflows.config import ParseConfig  # re-exported: the step and its configuration
-from dataflows.records import US, RawBatch, Reject, RowBlock, Tick, pg_safe, pg_text
+from dataflows.records import US, RawBatch, Reject, RowBlock, Tick, Ticks, pg_safe, pg_text
 from dataflows.times import to_epoch_us
 
 REASONS = (
@@ -128,7 +128,7 @@ class _Ctx:
             None if subscribed is None else frozenset(s for s in subscribed if isinstance(s, str))
         )
         self.ok_symbols: set[str] = set()  # passed every symbol check in this batch
-        self.by_symbol: defaultdict[str, list[Tick]] = defaultdict(list)
+        self.by_symbol: defaultdict[str, list[Tick]] = defaultdict(Ticks)
         self.rejects: list[Reject] = []
 
     def reject(self, seq: int, symbol: object, reason: str, detail: str, payload: str) -> None:

@@ -16,12 +16,13 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from dataflows.alerts import AlertConfig, MarketOpen, StaleFeed, always_open
 from dataflows.analysis import (
     Analysed,
     Analysis,
+    AnalysisLogic,
     CheckpointConfig,
     CheckpointLoader,
 )
@@ -39,6 +40,7 @@ from dataflows.records import (
     wall_clock_us,
 )
 from dataflows.sessions import CalendarBook, SessionMark
+from dataflows.snapshots import thaw
 from dataflows.trading_day import ExtendedHours
 from online_models import ModelConfig
 
@@ -88,9 +90,9 @@ class StaleCheck:
 
 
 def _bar_logic(
-    config: BarConfig, live: bool, sessions: CalendarBook | None, state: BarState | None
+    config: BarConfig, live: bool, sessions: CalendarBook | None, snapshot: bytes | None
 ) -> BarLogic:
-    return BarLogic(config, live, state, sessions)
+    return BarLogic(config, live, thaw(snapshot, BarState), sessions)
 
 
 def _bar_or_mark(event: BarEvent) -> Bar | SessionMark | None:
@@ -129,24 +131,21 @@ def build_flow(source: Source[RawBatch], sinks: Sinks, config: FlowConfig) -> Da
     chunks: Stream[tuple[str, TickChunk]] = op.flat_map("by_symbol", parsed, _chunks)
     if calendars is not None:
         chunks = op.map("session_flags", chunks, ExtendedHours(calendars))
-    tick_rows = op.filter_map("tick_rows", chunks, lambda kv: _nonempty(kv[1].ticks))
-    op.output("ticks_out", tick_rows, sinks.ticks)
+    _output("ticks", op.filter_map_value("tick_rows", chunks, _tick_rows), sinks.ticks)
 
     bar_logic = partial(_bar_logic, config.bars, config.live, calendars)
     events = op.stateful("bars", chunks, bar_logic)
     bars: Stream[tuple[str, Bar | SessionMark]] = op.filter_map_value(
         "closed_bars", events, _bar_or_mark
     )
-    late = op.filter_map("late_ticks", events, lambda kv: _late(kv[1]))
-    parse_rejects = op.filter_map("parse_rejects", parsed, lambda p: _nonempty(p.rejects))
-    op.output("rejects_out", op.merge("all_rejects", parse_rejects, late), sinks.rejects)
+    late = op.filter_map_value("late_ticks", events, _late)
+    parse_rejects = op.filter_map("parse_rejects", parsed, _source_rejects)
+    _output("rejects", op.merge("all_rejects", parse_rejects, late), sinks.rejects)
 
     analysis = Analysis(config, config.clock, config.checkpoint_loader)
-    analysed = op.map("analysed", op.stateful_map("analysis", bars, analysis), _value)
-    bar_rows = op.filter_map("bar_rows", analysed, lambda a: _one(a.bar))
-    op.output("bars_out", bar_rows, sinks.bars)
-    metric_rows = op.filter_map("metric_rows", analysed, lambda a: _one(a.metrics))
-    op.output("metrics_out", metric_rows, sinks.metrics)
+    analysed = op.stateful("analysis", bars, partial(AnalysisLogic, analysis))
+    _output("bars", op.filter_map_value("bar_rows", analysed, _bar_row), sinks.bars)
+    _output("metrics", op.filter_map_value("metric_rows", analysed, _metric_row), sinks.metrics)
     for name, sink in (
         ("forecasts", sinks.forecasts),
         ("scores", sinks.scores),
@@ -155,21 +154,50 @@ def build_flow(source: Source[RawBatch], sinks: Sinks, config: FlowConfig) -> Da
         ("summaries", sinks.summaries),
     ):
         if sink is not None:
-            rows = op.filter_map(f"{name}_rows", analysed, partial(_rows_of, name))
-            op.output(f"{name}_out", rows, sink)
-    bar_alerts = op.filter_map("bar_alerts", analysed, lambda a: _nonempty(a.alerts))
+            rows = op.filter_map_value(f"{name}_rows", analysed, partial(_rows_of, name))
+            _output(name, rows, sink)
+    bar_alerts = op.filter_map_value("bar_alerts", analysed, _alerts_of)
 
     feeds = op.key_on("by_source", op.filter("live_batches", parsed, _is_live), _source_of)
     market_open = calendars.market_open if calendars is not None else always_open
     stale_check = StaleCheck(config.alerts, market_open)
     stale = op.stateful_map("stale_feed", feeds, stale_check)
-    stale_alerts = op.filter_map("stale_alerts", stale, lambda kv: _nonempty(kv[1]))
-    op.output("alerts_out", op.merge("all_alerts", bar_alerts, stale_alerts), sinks.alerts)
+    stale_alerts = op.filter_map_value("stale_alerts", stale, _nonempty)
+    _output("alerts", op.merge("all_alerts", bar_alerts, stale_alerts), sinks.alerts)
     return flow
 
 
-def _value(kv: tuple[str, Analysed]) -> Analysed:
+def _value(kv: tuple[str, Any]) -> Any:
     return kv[1]
+
+
+def _tick_rows(chunk: TickChunk) -> list[Any] | None:
+    return _nonempty(chunk.ticks)
+
+
+def _source_rejects(parsed: Parsed) -> tuple[str, list[Reject]] | None:
+    return (parsed.source, parsed.rejects) if parsed.rejects else None
+
+
+def _bar_row(analysed: Analysed) -> list[Any] | None:
+    return _one(analysed.bar)
+
+
+def _metric_row(analysed: Analysed) -> list[Any] | None:
+    return _one(analysed.metrics)
+
+
+def _alerts_of(analysed: Analysed) -> list[Alert] | None:
+    return _nonempty(analysed.alerts)
+
+
+def _output(name: str, rows: Stream[tuple[str, list[Any]]], sink: Sink[Any]) -> None:
+    """Rows keyed by symbol (or source) into ``sink``: a partitioned sink gets them keyed,
+    and so routed to the partition of their key; any other sink gets the rows alone."""
+    if isinstance(sink, FixedPartitionedSink):
+        op.output(f"{name}_out", rows, sink)
+    else:
+        op.output(f"{name}_out", op.map(f"{name}_unkeyed", rows, _value), sink)
 
 
 def _rows_of(name: str, analysed: Analysed) -> list[Any] | None:

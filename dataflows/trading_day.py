@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataflows.parse import TickChunk
-from dataflows.records import Alert, Bar, DailySummary, Forecast, Metrics, Tick
+from dataflows.records import Alert, Bar, DailySummary, Forecast, Metrics, Tick, Ticks
 from dataflows.sessions import CalendarBook, MarketCalendar, Session, market_calendar
 from online_models.registry import BASELINES, VOLATILITY
 from online_models.scoring import qlike
@@ -66,10 +66,10 @@ class ExtendedHours:
             session = None  # the chunk spans a boundary: each trade is looked up
         if session is not None and not any(self._coded(t) for t in ticks):
             return kv
-        flagged = [
+        flagged = Ticks(
             t if t.extended or self._regular(cal, session, t) else t._replace(extended=True)
             for t in ticks
-        ]
+        )
         return symbol, chunk._replace(ticks=flagged)
 
     def _coded(self, t: Tick) -> bool:

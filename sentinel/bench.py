@@ -14,6 +14,7 @@ against a scratch database that is dropped afterwards, and any HTTP load goes to
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import resource
 import subprocess
@@ -46,31 +47,44 @@ ROOT = Path(__file__).resolve().parents[1]
 _STDERR = Console(stderr=True)
 
 
-def make_batches(n_ticks: int, seed: int = 1) -> tuple[list[RawBatch], int]:
+def make_batches(n_ticks: int, seed: int = 1, groups: int = 1) -> tuple[list[RawBatch], int]:
     """Simulated trades as Finnhub messages (up to 1000 trades each), 20 messages a batch,
-    generated before timing starts."""
+    generated before timing starts. With ``groups`` n, symbol ``k`` trades only in the
+    batches of group ``k % n``, which take turns: batch ``i`` is of group ``i % n`` (as
+    from n feed connections, one per group of symbols; :class:`ListSource` with n
+    partitions gives each its own partition)."""
     start = 1_700_000_000 * US
     rate = 200.0  # trades/s per symbol: a busy session
     gen = TickGenerator(list(SYMBOLS), seed, start, rates=dict.fromkeys(SYMBOLS, rate))
     span_us = int(n_ticks / (rate * len(SYMBOLS)) * US)
     trades = gen.advance(start + span_us)
-    messages = [
-        (i, finnhub_trade_message(trades[j : j + 1000]))
-        for i, j in enumerate(range(0, len(trades), 1000))
-    ]
-    batches = [
-        RawBatch(
-            "bench",
-            trades[min(len(trades) - 1, (k + 20) * 1000 - 1)].time_ms * 1000,
-            messages[k : k + 20],
+    group_of = {symbol: k % groups for k, symbol in enumerate(SYMBOLS)}
+    by_group: list[list[RawBatch]] = []
+    seq = itertools.count()
+    for g in range(groups):
+        mine = [t for t in trades if group_of[t.symbol] == g]
+        messages = [
+            (next(seq), finnhub_trade_message(mine[j : j + 1000]))
+            for j in range(0, len(mine), 1000)
+        ]
+        by_group.append(
+            [
+                RawBatch(
+                    "bench",
+                    mine[min(len(mine) - 1, (k + 20) * 1000 - 1)].time_ms * 1000,
+                    messages[k : k + 20],
+                )
+                for k in range(0, len(messages), 20)
+            ]
         )
-        for k in range(0, len(messages), 20)
-    ]
+    batches = [b for turn in itertools.zip_longest(*by_group) for b in turn if b is not None]
     return batches, len(trades)
 
 
 def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
-    batches, n = make_batches(n_ticks)
+    # Two groups of symbols: with 2 workers each reads and parses its own (one reads
+    # them in turn).
+    batches, n = make_batches(n_ticks, groups=2)
     config = FlowConfig(
         parse=ParseConfig(max_future_s=86_400, max_past_s=86_400),
         bars=BarConfig(bar_seconds=1, allowance_s=0.5),
@@ -83,7 +97,9 @@ def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
     copied, raw = copy_ticks_again(dsn)
     empty_outputs(dsn)
     echo("pipeline: the same ticks, 2 workers in one process")
-    e2e_w2 = _timed(lambda: cli_main(bench_flow(batches, dsn, config), workers_per_process=2))
+    e2e_w2 = _timed(
+        lambda: cli_main(bench_flow(batches, dsn, config, partitions=2), workers_per_process=2)
+    )
     counts_w2 = table_counts(dsn, COUNTED)
     empty_outputs(dsn)
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-") as tmp:
@@ -91,7 +107,7 @@ def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
         empty = write_prepared(Path(tmp) / "empty.pickle", [], dsn, config)
         startup = _timed(lambda: run_cluster(empty, 2))
         echo("pipeline: the same ticks, a Bytewax cluster of 2 processes on 127.0.0.1")
-        prepared = write_prepared(Path(tmp) / "batches.pickle", batches, dsn, config)
+        prepared = write_prepared(Path(tmp) / "batches.pickle", batches, dsn, config, 2)
         e2e_p2 = _timed(lambda: run_cluster(prepared, 2))
     counts_p2 = table_counts(dsn, COUNTED)
     raw_rate = copied / raw

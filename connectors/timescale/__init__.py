@@ -9,7 +9,13 @@ queries in ``api/queries``).
 - :mod:`.checkpoints`: loading a symbol's newest model checkpoint.
 """
 
-from connectors.timescale.sinks import SinkStats, TimescaleSink, TimescaleSinkError, write_rows
+from connectors.timescale.sinks import (
+    SinkStats,
+    TimescaleBackgroundSink,
+    TimescaleSink,
+    TimescaleSinkError,
+    write_rows,
+)
 from connectors.timescale.specs import SPECS, TICKS, TICKS_REJECTED, TableSpec
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "TICKS_REJECTED",
     "SinkStats",
     "TableSpec",
+    "TimescaleBackgroundSink",
     "TimescaleSink",
     "TimescaleSinkError",
     "write_rows",

@@ -550,7 +550,7 @@ class _BackgroundPartition(StatefulSinkPartition[Sequence[Row], None]):
     def __init__(self, sink: TimescaleBackgroundSink, step_id: str, part: str) -> None:
         self._rows = _TimescalePartition(sink.options, int(part))
         self._writer: BackgroundWriter[list[Sequence[Row]]] = BackgroundWriter(
-            self._rows.write_batch,
+            self._write,
             max_pending_rows=sink.max_pending_rows,
             name=f"sink-{step_id}-{part}",
         )
@@ -558,6 +558,10 @@ class _BackgroundPartition(StatefulSinkPartition[Sequence[Row], None]):
     @property
     def stats(self) -> SinkStats:
         return self._rows.stats
+
+    def _write(self, batches: list[list[Sequence[Row]]]) -> None:
+        """Bytewax's batches queued meanwhile, written as one."""
+        self._rows.write_batch(batches[0] if len(batches) == 1 else list(chain(*batches)))
 
     @override
     def write_batch(self, values: list[Sequence[Row]]) -> None:

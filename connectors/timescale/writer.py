@@ -10,6 +10,9 @@ this one. Three rules keep it at-least-once:
 - ``drain`` returns only once everything put before it is written (the thread's
   ``write`` returned), so a snapshot taken after it never covers rows that are not
   durable;
+- the thread writes everything queued by the time it is free, in order, in one call:
+  while the database keeps up each item is written alone, as soon as it comes; when it
+  falls behind, the items waiting are written together, in fewer transactions;
 - the first error of ``write`` is kept: the thread writes nothing more, and every later
   ``put``, ``drain`` and ``close`` raises it. It is never dropped silently; the rows it
   did not write are not covered by any snapshot, so a resumed dataflow replays them.
@@ -30,15 +33,18 @@ class BackgroundWriterError(RuntimeError):
 
 
 class BackgroundWriter(Generic[T]):
-    """Call ``write(item)`` for each ``put(item, n_rows)``, in order, on one thread."""
+    """Call ``write(items)`` on one thread with the items ``put(item, n_rows)`` queued
+    since its last call, in order; each item is written once."""
 
-    def __init__(self, write: Callable[[T], None], *, max_pending_rows: int, name: str) -> None:
+    def __init__(
+        self, write: Callable[[list[T]], None], *, max_pending_rows: int, name: str
+    ) -> None:
         if max_pending_rows < 1:
             raise ValueError(f"max_pending_rows must be at least 1, got {max_pending_rows}")
         self._write = write
         self._max_rows = max_pending_rows
         self._cond = threading.Condition()
-        self._queue: deque[tuple[T, int]] = deque()  # the head stays until written
+        self._queue: deque[tuple[T, int]] = deque()  # items stay until written
         self._pending_rows = 0
         self._error: BaseException | None = None
         self._closing = False
@@ -94,9 +100,9 @@ class BackgroundWriter(Generic[T]):
                     self._cond.wait()
                 if not self._queue:
                     return
-                item, _ = self._queue[0]
+                items = [item for item, _ in self._queue]
             try:
-                self._write(item)
+                self._write(items)
             except BaseException as exc:  # kept, raised to the dataflow's thread
                 with self._cond:
                     self._error = exc
@@ -105,6 +111,7 @@ class BackgroundWriter(Generic[T]):
                     self._cond.notify_all()
                 return
             with self._cond:
-                _, n_rows = self._queue.popleft()
-                self._pending_rows -= n_rows
+                for _ in items:
+                    _, n_rows = self._queue.popleft()
+                    self._pending_rows -= n_rows
                 self._cond.notify_all()

@@ -306,9 +306,10 @@ def cmd_dataflow(args: argparse.Namespace, settings: Settings) -> int:
         console.print(f"recovery: {directory}, a snapshot every {settings.snapshot_interval_s:g} s")
     if addresses is not None:
         console.print(f"cluster: process {process_id} of {len(addresses)} ({', '.join(addresses)})")
+    workers = args.workers or settings.workers
     cli_main(
-        live_flow(settings),
-        workers_per_process=args.workers or settings.workers,
+        live_flow(settings, partitions=workers * len(addresses or [None])),
+        workers_per_process=workers,
         process_id=process_id,
         addresses=addresses,
         epoch_interval=timedelta(seconds=settings.snapshot_interval_s),

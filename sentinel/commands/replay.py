@@ -25,7 +25,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from bytewax.run import cli_main
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from sentinel.flows import replay_flow
+    from sentinel.flows import replay_flow, tune_gc
 
     speed = None if args.speed == "max" else positive(args.speed, "--speed")
     bar_seconds = parse_interval(args.bar)
@@ -49,7 +49,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         symbols=args.symbol,
         store_ticks=not args.no_ticks,
         on_progress=on_progress,
+        partitions=args.workers,
     )
+    tune_gc()
     recovery = None
     if args.recovery_dir:
         from bytewax.recovery import RecoveryConfig

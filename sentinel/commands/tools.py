@@ -54,8 +54,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from sentinel.bench import run
+    from sentinel.flows import tune_gc
 
     dsn = database_url(settings, start=True)
+    tune_gc()  # as every process that runs a dataflow
     result = run(
         dsn,
         ticks=args.ticks,

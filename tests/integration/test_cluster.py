@@ -47,7 +47,8 @@ def test_two_processes_write_the_same_rows_as_one(
     batches, n = make_batches(8_000, seed=7)
     with scratch_db(server_dsn, template_db) as one, scratch_db(server_dsn, template_db) as two:
         cli_main(bench_flow(batches, one, CONFIG))
-        run_cluster(write_prepared(tmp_path / "run.pickle", batches, two, CONFIG), 2, timeout_s=50)
+        prepared = write_prepared(tmp_path / "run.pickle", batches, two, CONFIG, partitions=2)
+        run_cluster(prepared, 2, timeout_s=50)
         expected, got = rows(one), rows(two)
     assert len(expected["ticks"]) == n
     assert {r[1] for r in expected["bars"]} == {
