@@ -67,7 +67,12 @@ class FeatureState:
         self.ewma_var.update(r2)
         self.log_volume.update(math.log1p(max(bar.volume, 0.0)))
         self.lags.appendleft(r)
-        x = {f"rv_{name}": s.get() for name, s in zip(WINDOW_NAMES, self.sq_means, strict=True)}
+        # River's rolling mean subtracts what leaves the window: a window of zero returns
+        # (a cheap stock whose 1 s bars rarely move a cent) can read -2e-23 instead of 0.
+        x = {
+            f"rv_{name}": max(s.get(), 0.0)
+            for name, s in zip(WINDOW_NAMES, self.sq_means, strict=True)
+        }
         x.update(
             {f"ret_{name}": m.get() for name, m in zip(WINDOW_NAMES, self.ret_means, strict=True)}
         )

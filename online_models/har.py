@@ -12,6 +12,11 @@ from online_models.features import WINDOW_NAMES
 _FLOOR = 1e-2  # short-window variance floor, as a fraction of the long one (zero returns)
 
 
+def _log_ratio(value: float, ref: float) -> float:
+    """``log(value / ref + floor)``; a variance a hair below zero (rounding) counts as 0."""
+    return math.log(max(value / ref, 0.0) + _FLOOR)
+
+
 class HARVolatility(base.Regressor):
     """Heterogeneous autoregressive (HAR) volatility forecast with a leverage effect.
 
@@ -97,10 +102,10 @@ class HARVolatility(base.Regressor):
         if not ref > 0:
             return None
         phi: dict[base.typing.FeatureName, float] = {
-            f"log_rv_{name}": math.log(x.get(f"rv_{name}", ref) / ref + _FLOOR)
+            f"log_rv_{name}": _log_ratio(x.get(f"rv_{name}", ref), ref)
             for name in WINDOW_NAMES[:-1]
         }
-        phi["log_ewma"] = math.log(x.get("ewma_var", ref) / ref + _FLOOR)
+        phi["log_ewma"] = _log_ratio(x.get("ewma_var", ref), ref)
         if self.leverage:
             scale = math.sqrt(ref)
             for name in WINDOW_NAMES:

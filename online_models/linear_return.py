@@ -73,8 +73,9 @@ class LinearReturn(base.Regressor):
             if f"ret_lag_{i}" in x
         }
         if self.vol_features:
-            phi["log_rv_medium"] = math.log(x.get("rv_medium", ref) / ref + 1e-2)
-            phi["log_ewma"] = math.log(x.get("ewma_var", ref) / ref + 1e-2)
+            # A variance a hair below zero (rounding) counts as 0.
+            phi["log_rv_medium"] = math.log(max(x.get("rv_medium", ref) / ref, 0.0) + 1e-2)
+            phi["log_ewma"] = math.log(max(x.get("ewma_var", ref) / ref, 0.0) + 1e-2)
         phi["const"] = 1.0
         return phi, scale
 
