@@ -7,6 +7,8 @@ which once made the models take the log of a negative number and stopped the dat
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from online_models.linear_return import LinearReturn
 from tests.online_models.helpers import metrics_for, run
 
 # What the features of such a run once held (rv_medium below zero, rv_long a residue).
-ROUNDED = {
+ROUNDED: dict[Hashable, Any] = {
     "rv_short": 0.0,
     "rv_medium": -1.69e-22,
     "rv_long": 6.78e-22,
