@@ -5,8 +5,10 @@ reconnects, resubscribes and follows the ``tickers`` table on its own thread) in
 :class:`~connectors.journal.Journal` every ``flush_s``, in one transaction per flush.
 It writes a ``SUBSCRIBED`` entry whenever the wanted symbols change (before the
 messages drained with it, so trades of a symbol just added are judged as subscribed), and
-a ``HEARTBEAT`` when nothing else was written for ``heartbeat_s``, so the dataflow's
-clock moves on while the market, or the connection, is quiet. It never parses: a message
+a ``HEARTBEAT`` when nothing else was written for ``heartbeat_s`` (0.1 s), so the
+dataflow's clock moves on while the market, or the connection, is quiet, and between a
+feed's messages: a bar closes at most that long after its allowance ran out, however
+seldom the feed sends (the simulator sends every 0.2 s). It never parses: a message
 the dataflow would refuse is journaled like any other and refused there, with a reason.
 
 If the journal cannot be written (disk full, a lock held too long), the entries stay in
@@ -39,7 +41,7 @@ class FeedRecorder:
         feed: FinnhubFeed,
         *,
         flush_s: float = 0.02,
-        heartbeat_s: float = 0.25,
+        heartbeat_s: float = 0.1,
         retention_s: float = 86_400.0,
         prune_every_s: float = 60.0,
         clock: Callable[[], int] = wall_clock_us,
@@ -69,10 +71,12 @@ class FeedRecorder:
             self.flush()
 
     def flush(self) -> None:
+        # Read before draining: every message stamped before a heartbeat's time is in
+        # this write or an earlier one, so no later entry is behind the clock it sets.
+        now = self.clock()
         inbox = self.feed.inbox
         messages = [inbox.popleft() for _ in range(len(inbox))]
         wanted = self.feed.wanted  # read after draining: see the module docstring
-        now = self.clock()
         if wanted != self._wanted:
             self._pending.append((None, SUBSCRIBED, json.dumps(sorted(wanted))))
             self._wanted = wanted

@@ -232,10 +232,14 @@ def run(
     ticks: int = 400_000,
     echo: Echo = print,
     api: bool = True,
+    live: bool = True,
+    soak: bool = False,
     table: Console | None = _STDERR,
 ) -> dict[str, Any]:
     """Every figure, measured in one run; a summary table is printed on ``table``
-    (stderr by default; None: none)."""
+    (stderr by default; None: none). ``live``: the live path through the websocket
+    (:func:`sentinel.bench_live.live_latency`, 50 symbols x 100 trades/s) for 2 minutes,
+    or with ``soak`` for 10, memory after 1 and after 10 minutes included."""
     host = conninfo_to_dict(dsn).get("host") or "local socket"
     result: dict[str, Any] = {"database_host": host, **machine()}
     with scratch_database(dsn) as bench:
@@ -246,9 +250,62 @@ def run(
             echo("api: load test of /forecasts/{symbol} on 127.0.0.1")
             result["api"] = api_load(bench)
     result["peak_rss_mb"] = peak_rss_mb()
+    if live:
+        from sentinel.bench_live import live_latency
+
+        with scratch_database(dsn, "sentinel_bench_live") as live_db:
+            result["live"] = live_latency(
+                live_db,
+                duration_s=SOAK_S if soak else LIVE_S,
+                soak_s=SOAK_S if soak else None,
+                echo=echo,
+            )
     if table is not None:
         table.print(summary(result))
+        if "live" in result:
+            table.print(live_summary(result["live"]))
     return result
+
+
+LIVE_S = 120.0
+SOAK_S = 600.0
+
+
+def live_summary(live: dict[str, Any]) -> Table:
+    """The live figures: latencies (ms), lag growth and memory."""
+    out = Table(
+        title=f"live: {live['symbols']} symbols x {live['rate_per_symbol']:g} trades/s "
+        f"({live['trades_per_s']:,.0f} received/s), {live['duration_s']:g} s measured"
+    )
+    out.add_column("figure")
+    for column in ("p50", "p99", "max"):
+        out.add_column(column, justify="right")
+    for name, key in (
+        ("bar row committed - bar end (ms)", "bar_latency_ms"),
+        ("  the same, beyond the late allowance", "bar_latency_beyond_allowance_ms"),
+        ("forecast committed - bar end (ms)", "forecast_latency_ms"),
+        ("tick received - committed (ms)", "tick_latency_ms"),
+    ):
+        f = live[key]
+        out.add_row(
+            name, *(f"{f[q]:,.0f}" if f.get(q) is not None else "-" for q in ("p50", "p99", "max"))
+        )
+    rss, lag = live["rss_mb"], live["lag_growth_ms"]
+    caption = [
+        f"lag growth {lag['growth']:+.0f} ms (p50, first vs last {lag['segment_s']:g} s)",
+        f"peak RSS {rss['peak']:.0f} MB ({rss['peak_per_symbol']:.1f} MB a symbol)",
+    ]
+    if rss.get("end_over_1_min") is not None:
+        caption.append(
+            f"RSS after 1 min {rss['after_1_min']:.0f} MB, after {rss['after_end_s']} s "
+            f"{rss['at_end']:.0f} MB ({rss['end_over_1_min']:.3f}x)"
+        )
+    out.caption = "; ".join(caption)
+    return out
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else "-"
 
 
 def summary(result: dict[str, Any]) -> Table:

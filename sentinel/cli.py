@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput and memory, as JSON on stdout")
     bench.add_argument("--ticks", type=int, default=400_000, help="ticks through the pipeline")
     bench.add_argument("--no-api", action="store_true", help="skip the HTTP load test")
+    bench.add_argument(
+        "--no-live", action="store_true", help="skip the live latency run (2 minutes)"
+    )
+    bench.add_argument(
+        "--soak", action="store_true", help="run the live part 10 minutes: memory after 1 and 10"
+    )
     bench.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("evaluate", help="score the online models on the S&P 500, vs GARCH")

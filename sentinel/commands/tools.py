@@ -54,16 +54,22 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from sentinel.bench import run
+    from sentinel.bench_live import LiveBenchError
     from sentinel.flows import tune_gc
 
     dsn = database_url(settings, start=True)
     tune_gc()  # as every process that runs a dataflow
-    result = run(
-        dsn,
-        ticks=args.ticks,
-        echo=lambda m: console.print(f"[dim]bench:[/] {m}"),
-        api=not args.no_api,
-    )
+    try:
+        result = run(
+            dsn,
+            ticks=args.ticks,
+            echo=lambda m: console.print(f"[dim]bench:[/] {m}"),
+            api=not args.no_api,
+            live=not args.no_live,
+            soak=args.soak,
+        )
+    except LiveBenchError as exc:
+        raise CommandError(f"the live bench failed: {exc}") from None
     print(json.dumps(result, indent=2))
     return 0
 
