@@ -56,7 +56,7 @@ class VolatilityScore:
             "qlike": self.qlike.get(),
             "qlike_rolling": self.qlike_rolling.get(),
             "mse": self.mse.get(),
-            "mse_rolling": self.mse_rolling.get(),
+            "mse_rolling": max(self.mse_rolling.get(), 0.0),
         }
 
 
@@ -92,9 +92,9 @@ class ReturnScore:
             return {}
         out = {
             "mae": self.mae.get(),
-            "mae_rolling": self.mae_rolling.get(),
+            "mae_rolling": max(self.mae_rolling.get(), 0.0),
             "rmse": self.rmse.get(),
-            "rmse_rolling": self.rmse_rolling.get(),
+            "rmse_rolling": _rolling_rmse(self.rmse_rolling),
         }
         if self.direction.n:
             out["direction"] = self.direction.get()
@@ -103,6 +103,13 @@ class ReturnScore:
             out["coverage"] = self.coverage.get()
             out["coverage_rolling"] = self.coverage_rolling.get()
         return out
+
+
+def _rolling_rmse(rolling: Any) -> float:
+    """A rolling RMSE, from its mean squared error. River's rolling mean subtracts what
+    leaves the window, so a window of exact forecasts (zero returns, zero forecasts) can
+    read -1e-30, and River's ``RMSE.get`` (``mse ** 0.5``) then returns a complex number."""
+    return math.sqrt(max(metrics.MSE.get(rolling.obj), 0.0))
 
 
 def relative_scores(

@@ -91,7 +91,9 @@ def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
         live=False,
     )
     echo(f"pipeline: {n:,} ticks through the dataflow into TimescaleDB, 1 worker")
+    cpu = _CpuMeter(dsn)
     e2e = _timed(lambda: cli_main(bench_flow(batches, dsn, config)))
+    cores_1 = cpu.cores(e2e)
     counts = table_counts(dsn, COUNTED)
     echo(f"raw COPY: the same {counts['ticks']:,} ticks, binary COPY straight into `ticks`")
     copied, raw = copy_ticks_again(dsn)
@@ -108,7 +110,9 @@ def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
         startup = _timed(lambda: run_cluster(empty, 2))
         echo("pipeline: the same ticks, a Bytewax cluster of 2 processes on 127.0.0.1")
         prepared = write_prepared(Path(tmp) / "batches.pickle", batches, dsn, config, 2)
+        cpu = _CpuMeter(dsn)
         e2e_p2 = _timed(lambda: run_cluster(prepared, 2))
+        cores_p2 = cpu.cores(e2e_p2)
     counts_p2 = table_counts(dsn, COUNTED)
     raw_rate = copied / raw
     rates = {"1": n / e2e, "w2": n / e2e_w2, "p2": n / e2e_p2}
@@ -127,7 +131,70 @@ def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
         "end_to_end_2_processes_less_startup_ticks_per_s": round(n / max(e2e_p2 - startup, 1e-3)),
         "rows_written": counts,
         "same_rows_in_every_run": counts == counts_w2 == counts_p2,
+        # CPU time over wall time: how many of the machine's cores each run kept busy.
+        "cores_busy_1_worker": cores_1,
+        "cores_busy_2_processes": cores_p2,
     }
+
+
+class _CpuMeter:
+    """CPU seconds spent from now on by this process, its (waited-for) children and the
+    database server, when it runs on this machine (its postmaster and every backend)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._postmaster = _postmaster_pid(dsn)
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float, float | None]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server = _server_cpu_s(self._postmaster) if self._postmaster else None
+        return time.process_time(), children.ru_utime + children.ru_stime, server
+
+    def cores(self, wall_s: float) -> dict[str, float | None]:
+        """Each part's CPU seconds since the start, over ``wall_s``."""
+        end = self._now()
+        own, children, server = (
+            None if a is None or b is None else round((b - a) / wall_s, 2)
+            for a, b in zip(self._start, end, strict=True)
+        )
+        return {"this_process": own, "child_processes": children, "database": server}
+
+
+def _postmaster_pid(dsn: str) -> int | None:
+    """The database server's pid, if it runs here and we may read its data directory."""
+    host = str(conninfo_to_dict(dsn).get("host") or "")
+    if host not in ("", "localhost", "127.0.0.1") and not host.startswith("/"):
+        return None
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        text = (Path(str(row[0])) / "postmaster.pid").read_text() if row else ""
+        return int(text.split()[0])
+    except (psycopg.Error, OSError, ValueError, IndexError):
+        return None
+
+
+def _server_cpu_s(postmaster: int) -> float | None:
+    """The postmaster's CPU seconds, its reaped children's (backends that ended), and
+    those of every live backend: /proc/PID/stat fields 14-17, in clock ticks."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            pid, ppid = int(entry.name), int(fields[1])
+            if pid == postmaster:
+                total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            elif ppid == postmaster:
+                total += int(fields[11]) + int(fields[12])
+    except OSError:
+        return None
+    return total / tick
 
 
 def _timed(job: Callable[[], object]) -> float:
@@ -332,10 +399,13 @@ def summary(result: dict[str, Any]) -> Table:
     if "api" in result:
         rps = result["api"].get("requests_per_s")
         out.add_row("api: /forecasts/{symbol} requests", f"{rps:,}" if rps else "-", "")
+    busy, busy_p2 = p.get("cores_busy_1_worker") or {}, p.get("cores_busy_2_processes") or {}
     out.caption = (
         f"same rows in every run: {p['same_rows_in_every_run']}; cluster startup "
-        f"{p['cluster_startup_s']} s (included); peak RSS {result['peak_rss_mb']} MB; "
-        f"git {(result['git_revision'] or 'unknown')[:12]}"
+        f"{p['cluster_startup_s']} s (included); cores busy, 1 worker: "
+        f"{busy.get('this_process')} dataflow + {busy.get('database')} database, cluster: "
+        f"{busy_p2.get('child_processes')} + {busy_p2.get('database')}; peak RSS "
+        f"{result['peak_rss_mb']} MB; git {(result['git_revision'] or 'unknown')[:12]}"
     )
     return out
 

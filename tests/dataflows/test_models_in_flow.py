@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import replace
 from typing import Any
 
-from dataflows.analysis import PIPELINE_ROW, CheckpointConfig
+import pytest
+
+from dataflows.analysis import PIPELINE_ROW, Analysis, CheckpointConfig
 from dataflows.bars import BarConfig
-from dataflows.records import US
+from dataflows.records import US, frozen_clock
 from dataflows.ticks import FlowConfig
+from tests.dataflows.helpers import random_ticks
+from tests.dataflows.test_bars import run_bars
 from tests.dataflows.test_flow import CONFIG, as_batches, ms_ticks, run
 
 BAR_US = 60 * US
@@ -88,3 +93,29 @@ def test_checkpoints_follow_their_interval() -> None:
 
 def test_config_is_a_flow_config() -> None:
     assert isinstance(EVERY_BAR, FlowConfig)
+
+
+def test_a_model_that_fails_on_a_bar_costs_that_bars_forecasts_not_the_flow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bars, _ = run_bars(random_ticks(("AAPL",), n=2000, seconds=600), BarConfig(10, 0))
+    analysis = Analysis(FlowConfig(live=False), frozen_clock, None)
+    state, _first = analysis(None, bars[0])
+    state, second = analysis(state, bars[1])
+    assert second.forecasts, "forecasts from the second bar on"
+    step = state.models.step
+
+    def failing(bar: Any, metrics: Any) -> Any:
+        raise ValueError("math domain error")
+
+    state.models.step = failing  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, "dataflows.analysis"):
+        state, broken = analysis(state, bars[2])
+    assert broken.bar == bars[2]
+    assert broken.metrics is not None
+    assert broken.forecasts == []
+    assert broken.scores == []
+    assert "AAPL: the models failed on the bar" in caplog.text
+    state.models.step = step  # type: ignore[method-assign]
+    state, after = analysis(state, bars[3])
+    assert after.forecasts

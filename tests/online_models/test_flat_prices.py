@@ -11,12 +11,14 @@ from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
+from river import metrics
 
 from dataflows.records import US, Bar
 from online_models import SymbolModels
 from online_models.features import FeatureState
 from online_models.har import HARVolatility
 from online_models.linear_return import LinearReturn
+from online_models.scoring import ReturnScore
 from tests.online_models.helpers import metrics_for, run
 
 # What the features of such a run once held (rv_medium below zero, rv_long a residue).
@@ -62,3 +64,15 @@ def test_a_flat_cheap_stock_runs_through_every_model() -> None:
     values = [f.value for res in results for f in res.forecasts]
     assert len(values) > 10_000
     assert all(math.isfinite(v) for v in values)
+
+
+def test_rolling_scores_of_a_window_of_exact_forecasts_are_real_and_not_negative() -> None:
+    score = ReturnScore(window=3)
+    # Errors that leave the window's sum a hair off zero once they are all gone.
+    for r, value in ((0.1, 0.0), (0.0, 0.3), (0.7, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)):
+        score.update(r, value, None, None)
+    mse = metrics.MSE.get(score.rmse_rolling.obj)
+    values = score.values()
+    assert isinstance(values["rmse_rolling"], float)
+    assert values["rmse_rolling"] == math.sqrt(max(mse, 0.0))
+    assert values["mae_rolling"] >= 0.0

@@ -29,6 +29,10 @@ def test_one_worker_two_workers_and_a_cluster_write_the_same_rows(db: str) -> No
     assert result["ratio_2_workers"] > 0
     assert result["ratio_2_processes"] > 0
     assert any("cluster of 2 processes" in line for line in lines)
+    # The embedded server runs here: its CPU time is counted beside the dataflow's.
+    assert result["cores_busy_1_worker"]["this_process"] > 0
+    assert result["cores_busy_1_worker"]["database"] > 0
+    assert result["cores_busy_2_processes"]["child_processes"] > 0
 
     whole = {**machine(), "pipeline": result, "models": {"steps_per_s": 1}, "peak_rss_mb": 1.0}
     console = Console(record=True, width=120)
