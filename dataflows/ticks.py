@@ -144,7 +144,9 @@ def build_flow(source: Source[RawBatch], sinks: Sinks, config: FlowConfig) -> Da
 
     analysis = Analysis(config, config.clock, config.checkpoint_loader)
     analysed = op.stateful("analysis", bars, partial(AnalysisLogic, analysis))
-    _output("bars", op.filter_map_value("bar_rows", analysed, _bar_row), sinks.bars)
+    # Straight from the bars step: a bar row does not wait for the models of every
+    # symbol whose bar closed at the same time.
+    _output("bars", op.filter_map_value("bar_rows", events, _closed_bar), sinks.bars)
     _output("metrics", op.filter_map_value("metric_rows", analysed, _metric_row), sinks.metrics)
     for name, sink in (
         ("forecasts", sinks.forecasts),
@@ -179,8 +181,8 @@ def _source_rejects(parsed: Parsed) -> tuple[str, list[Reject]] | None:
     return (parsed.source, parsed.rejects) if parsed.rejects else None
 
 
-def _bar_row(analysed: Analysed) -> list[Any] | None:
-    return _one(analysed.bar)
+def _closed_bar(event: BarEvent) -> list[Any] | None:
+    return _one(event.bar)
 
 
 def _metric_row(analysed: Analysed) -> list[Any] | None:
