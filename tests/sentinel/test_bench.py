@@ -3,10 +3,12 @@ figure is there, next to the raw COPY rate."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rich.console import Console
 
-from sentinel.bench import machine, pipeline, summary
+from sentinel.bench import SYMBOLS, machine, make_batches, pipeline, summary
 
 
 @pytest.mark.slow
@@ -47,3 +49,18 @@ def test_machine_records_revision_cores_and_memory() -> None:
     assert info["cores"] >= 1
     assert info["memory_mb"] > 0
     assert info["git_revision"] is None or len(info["git_revision"]) == 40
+
+
+def test_batch_i_holds_only_trades_of_group_i_mod_n_to_the_end() -> None:
+    """A source with n partitions gives partition p the batches p, p + n, ...: each
+    symbol's trades must all be in one partition, in order, or some arrive late."""
+    batches, n = make_batches(60_000, groups=3)  # groups of 3, 3 and 2 symbols
+    assert any(not b.messages for b in batches), "a group ran out first: empty turns"
+    seen = 0
+    for i, batch in enumerate(batches):
+        for _, text in batch.messages:
+            assert isinstance(text, str)
+            trades = json.loads(text)["data"]
+            seen += len(trades)
+            assert {SYMBOLS.index(t["s"]) % 3 for t in trades} == {i % 3}
+    assert seen == n
