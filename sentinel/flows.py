@@ -122,28 +122,18 @@ def timescale_sinks(
     say one per worker, routed by symbol); otherwise each batch is written before the
     flow goes on (:class:`TimescaleSink`)."""
     reporter = SinkStatusReporter(dsn) if report_status else None
-    final = reporter.final if reporter is not None else None
 
     def sink(table: str) -> TimescaleSink | TimescaleBackgroundSink:
         # Retries at least every 5 s: back within seconds of the database.
-        if background:
-            return TimescaleBackgroundSink(
-                dsn,
-                SPECS[table],
-                partitions=partitions,
-                batch_rows=batch_rows,
-                backoff_max_s=5.0,
-                on_write=reporter,
-                on_close=final,
-            )
-        return TimescaleSink(
+        rows = TimescaleSink(
             dsn,
             SPECS[table],
             batch_rows=batch_rows,
             backoff_max_s=5.0,
             on_write=reporter,
-            on_close=final,
+            on_close=reporter.final if reporter is not None else None,
         )
+        return TimescaleBackgroundSink(rows, partitions=partitions) if background else rows
 
     return Sinks(**{name: sink(table) for name, table in SINK_TABLES.items()})
 

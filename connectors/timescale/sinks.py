@@ -548,7 +548,7 @@ class _BackgroundPartition(StatefulSinkPartition[Sequence[Row], None]):
     """
 
     def __init__(self, sink: TimescaleBackgroundSink, step_id: str, part: str) -> None:
-        self._rows = _TimescalePartition(sink.options, int(part))
+        self._rows = _TimescalePartition(sink.sink, int(part))
         self._writer: BackgroundWriter[list[Sequence[Row]]] = BackgroundWriter(
             self._write,
             max_pending_rows=sink.max_pending_rows,
@@ -595,7 +595,8 @@ class _BackgroundPartition(StatefulSinkPartition[Sequence[Row], None]):
 
 
 class TimescaleBackgroundSink(FixedPartitionedSink[Sequence[Row], None]):
-    """:class:`TimescaleSink` that writes in the background; at-least-once, idempotent.
+    """``sink`` (a :class:`TimescaleSink`) writing in the background; at-least-once,
+    idempotent.
 
     Items are ``(key, rows)``: Bytewax routes each to one of ``partitions`` partitions by
     its key (a symbol, say); each partition has its own connection and writer thread,
@@ -604,47 +605,22 @@ class TimescaleBackgroundSink(FixedPartitionedSink[Sequence[Row], None]):
     back-pressure); each partition's snapshot, taken by Bytewax at every epoch's end,
     waits until all rows before it are committed, so delivery stays at-least-once and
     a resumed dataflow only replays rows that the idempotent write skips. Rows are
-    written as :class:`TimescaleSink` writes them (same retries, row isolation, stats,
-    ``on_write``, called from the writer thread, and ``on_close``); a writer error that
-    is not retried stops the dataflow at the next ``write_batch`` or snapshot. The snapshot state is
+    written as ``sink`` writes them (its retries, row isolation, stats, ``on_write``,
+    called from the writer thread, and ``on_close``); a writer error that is not retried
+    stops the dataflow at the next ``write_batch`` or snapshot. The snapshot state is
     ``None``: where to resume is the sources' business.
     """
 
     def __init__(
-        self,
-        dsn: str,
-        spec: TableSpec,
-        *,
-        partitions: int = 1,
-        max_pending_rows: int = 200_000,
-        batch_rows: int = 50_000,
-        backoff_initial_s: float = 0.2,
-        backoff_max_s: float = 30.0,
-        max_attempts: int | None = None,
-        on_write: Callable[[SinkStats], None] | None = None,
-        on_close: Callable[[SinkStats], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        connect_timeout_s: int = 10,
+        self, sink: TimescaleSink, *, partitions: int = 1, max_pending_rows: int = 200_000
     ) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, got {partitions}")
         if max_pending_rows < 1:
             raise ValueError(f"max_pending_rows must be at least 1, got {max_pending_rows}")
+        self.sink = sink
         self.partitions = partitions
         self.max_pending_rows = max_pending_rows
-        # The rows are written as this one writes them; it also checks the arguments.
-        self.options = TimescaleSink(
-            dsn,
-            spec,
-            batch_rows=batch_rows,
-            backoff_initial_s=backoff_initial_s,
-            backoff_max_s=backoff_max_s,
-            max_attempts=max_attempts,
-            on_write=on_write,
-            on_close=on_close,
-            sleep=sleep,
-            connect_timeout_s=connect_timeout_s,
-        )
 
     @override
     def list_parts(self) -> list[str]:

@@ -504,7 +504,7 @@ def in_thread(func: Any, *args: Any) -> tuple[threading.Thread, threading.Event,
 def test_snapshot_returns_once_every_row_written_before_it_is_committed(db: str) -> None:
     rows = make_ticks(1_000)
     gate = Gate()
-    sink = TimescaleBackgroundSink(db, TICKS, batch_rows=100, on_write=gate)
+    sink = TimescaleBackgroundSink(TimescaleSink(db, TICKS, batch_rows=100, on_write=gate))
     part = sink.build_part("ticks_out", "0", None)
     part.write_batch([rows[:500]])  # returns while the writer is held
     assert gate.reached.wait(30)
@@ -523,7 +523,9 @@ def test_snapshot_returns_once_every_row_written_before_it_is_committed(db: str)
 def test_a_full_queue_blocks_write_batch_instead_of_growing(db: str) -> None:
     rows = make_ticks(300)
     gate = Gate()
-    sink = TimescaleBackgroundSink(db, TICKS, batch_rows=50, max_pending_rows=100, on_write=gate)
+    sink = TimescaleBackgroundSink(
+        TimescaleSink(db, TICKS, batch_rows=50, on_write=gate), max_pending_rows=100
+    )
     part = sink.build_part("ticks_out", "0", None)
     part.write_batch([rows[:100]])
     assert gate.reached.wait(30)
@@ -540,7 +542,7 @@ def test_a_full_queue_blocks_write_batch_instead_of_growing(db: str) -> None:
 
 
 def test_a_writer_error_surfaces_at_the_next_snapshot_and_write(db: str) -> None:
-    sink = TimescaleBackgroundSink(db, FORECASTS)
+    sink = TimescaleBackgroundSink(TimescaleSink(db, FORECASTS))
     part = sink.build_part("forecasts_out", "0", None)
     part.write_batch([[(T_2023, "AAPL", "ewma")]])  # the wrong shape: a bug upstream
     with pytest.raises(TimescaleSinkError, match=r"table 'forecasts'.*expected 9 values"):
@@ -555,7 +557,9 @@ def test_a_lost_connection_mid_stream_loses_nothing(db: str) -> None:
     rows = make_ticks(2_000)
     gate = Gate()
     sink = TimescaleBackgroundSink(
-        db, TICKS, batch_rows=200, backoff_initial_s=0.01, backoff_max_s=0.05, on_write=gate
+        TimescaleSink(
+            db, TICKS, batch_rows=200, backoff_initial_s=0.01, backoff_max_s=0.05, on_write=gate
+        )
     )
     part = sink.build_part("ticks_out", "0", None)
     part.write_batch([rows[:1_000]])
@@ -582,7 +586,7 @@ def test_the_background_sink_in_a_dataflow_writes_every_row(db: str, workers: in
     flow = Dataflow("timescale_background_sink")
     chunks = op.input("inp", flow, TestingSource([rows[i : i + 70] for i in range(0, 700, 70)]))
     keyed = op.key_on("by_first_symbol", chunks, lambda chunk: chunk[0].symbol)
-    op.output("ticks_out", keyed, TimescaleBackgroundSink(db, TICKS, partitions=2))
+    op.output("ticks_out", keyed, TimescaleBackgroundSink(TimescaleSink(db, TICKS), partitions=2))
     if workers == 1:
         run_main(flow)
     else:
@@ -601,7 +605,8 @@ def test_a_dataflow_aborted_and_resumed_stores_each_row_once(db: str, tmp_path: 
     def run(items: list[Any]) -> None:
         flow = Dataflow("timescale_background_recovery")
         keyed = op.key_on("by_first_symbol", op.input("inp", flow, TestingSource(items)), key)
-        op.output("ticks_out", keyed, TimescaleBackgroundSink(db, TICKS, on_write=seen.append))
+        sink = TimescaleBackgroundSink(TimescaleSink(db, TICKS, on_write=seen.append))
+        op.output("ticks_out", keyed, sink)
         run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(tmp_path)))
 
     def key(chunk: Sequence[Tick]) -> str:
