@@ -80,20 +80,27 @@ class LiveStack:
         )
 
 
+def up_env(tmp_path: Path, db: str | None, bar: str) -> dict[str, str]:
+    """What `sentinel up` needs to run beside other tests: its own home under
+    ``tmp_path``, free ports for the simulator and the API, ``bar`` bars; on ``db``, or
+    on its own embedded database when ``db`` is None."""
+    env = {
+        "SENTINEL_HOME": str(tmp_path / "home"),
+        "SENTINEL_SIM_PORT": str(free_port()),
+        "SENTINEL_API_PORT": str(free_port()),
+        "SENTINEL_BAR": bar,
+    }
+    if db is not None:
+        env["DATABASE_URL"] = db
+    return env
+
+
 @contextlib.contextmanager
 def live_stack(tmp_path: Path, env: dict[str, str], db: str | None) -> Iterator[LiveStack]:
     """`sentinel up` on the simulator (unless ``env`` says otherwise), 5 s bars; on
     ``db``, or on its own embedded database under ``tmp_path`` when ``db`` is None."""
     log = tmp_path / "up.log"
-    full = {
-        "SENTINEL_HOME": str(tmp_path / "home"),
-        "SENTINEL_SIM_PORT": str(free_port()),
-        "SENTINEL_API_PORT": str(free_port()),
-        "SENTINEL_BAR": "5s",
-        **env,
-    }
-    if db is not None:
-        full["DATABASE_URL"] = db
+    full = {**up_env(tmp_path, db, "5s"), **env}
     with running(["-m", "sentinel", "up"], full, log) as proc:
         wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 120, "start-up", log)
         text = log.read_text()

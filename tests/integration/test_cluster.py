@@ -82,16 +82,10 @@ def test_up_runs_a_cluster_and_restarts_it_whole(db: str, tmp_path: Path) -> Non
     import signal
 
     from tests.integration.procs import descendants, running, wait_until
-    from timescale.embedded import free_port
+    from tests.integration.stack import up_env
 
     log = tmp_path / "up.log"
-    env = {
-        "DATABASE_URL": db,
-        "SENTINEL_HOME": str(tmp_path / "home"),
-        "SENTINEL_SIM_PORT": str(free_port()),
-        "SENTINEL_API_PORT": str(free_port()),
-        "SENTINEL_BAR": "1s",
-    }
+    env = up_env(tmp_path, db, "1s")
     with running(["-m", "sentinel", "up", "--processes", "2", "--duration", "55"], env, log) as up:
 
         def dataflow(index: int) -> int | None:

@@ -9,19 +9,14 @@ import psycopg
 import pytest
 
 from tests.integration.procs import running, wait_until
-from timescale.embedded import _pid_alive, free_port
+from tests.integration.stack import up_env
+from timescale.embedded import _pid_alive
 
 
 @pytest.mark.slow
 def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
     log = tmp_path / "up.log"
-    env = {
-        "DATABASE_URL": db,
-        "SENTINEL_HOME": str(tmp_path / "home"),
-        "SENTINEL_SIM_PORT": str(free_port()),
-        "SENTINEL_API_PORT": str(free_port()),
-        "SENTINEL_BAR": "1s",
-    }
+    env = up_env(tmp_path, db, "1s")
     with running(["-m", "sentinel", "up", "--duration", "40"], env, log) as proc:
         lines: list[tuple[int, int]] = []
 
@@ -70,14 +65,8 @@ def test_ctrl_c_stops_the_feed_and_the_dataflow(db: str, tmp_path: Path) -> None
     import socket
 
     log = tmp_path / "up.log"
-    port = free_port()
-    env = {
-        "DATABASE_URL": db,
-        "SENTINEL_HOME": str(tmp_path / "home"),
-        "SENTINEL_SIM_PORT": str(port),
-        "SENTINEL_BAR": "1s",
-        "SENTINEL_API_PORT": str(free_port()),
-    }
+    env = up_env(tmp_path, db, "1s")
+    port = int(env["SENTINEL_SIM_PORT"])
     with running(["-m", "sentinel", "up"], env, log) as proc:
         wait_until(lambda: "Stock Sentinel is up" in log.read_text(), 60, "start-up", log)
         children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
