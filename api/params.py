@@ -6,14 +6,17 @@ Contract for time-series endpoints (``/bars``, ``/metrics``, forecast history):
   is UTC. ``start`` after ``end`` is a 422.
 - The answer is the rows in the range sorted by ``order`` (``desc``, newest first, by
   default), the first ``limit`` of them (``api_default_limit``, at most ``api_max_limit``).
-- Raw rows: a range given with both ends spans at most ``api_max_range_s``.
+- Ranges are bounded by rows, not by time: a range with both ends and no ``limit`` is
+  answered whole, and refused (422) only when it holds more than ``api_max_limit`` rows.
 - ``interval`` (``30s``, ``1m``, ``1h``, ``1d`` or seconds; 1 s to 31 days) re-buckets
-  with ``time_bucket``. Without ``end`` the range ends after the newest row; without
-  ``start`` it holds ``limit`` buckets. It spans at most ``api_max_bucketed_range_s``.
+  with ``time_bucket`` in the database. Without ``end`` the range ends after the newest
+  row; without ``start`` it holds ``limit`` buckets. It may hold at most
+  ``api_max_limit`` buckets.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -21,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query
 
 from api.errors import bad_request
+from api.queries.base import Row
 from api.queries.series import Window
 from api.schemas import DATE_PATTERN, STREAM_KINDS, SYMBOL_PATTERN, SYMBOL_RULE, Order
 from sentinel.settings import Settings, parse_interval
@@ -123,31 +127,43 @@ def check_interval(interval: str | None) -> int | None:
     return seconds
 
 
-def _days(seconds: float) -> str:
-    return f"{seconds / 86_400:g} days"
-
-
-def check_range(
-    start: datetime | None, end: datetime | None, max_s: float, what: str, hint: str = ""
-) -> None:
-    if start is None or end is None:
-        return
-    if start > end:
+def check_order(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and start > end:
         raise bad_request(f"start ({start.isoformat()}) is after end ({end.isoformat()})")
-    span = (end - start).total_seconds()
-    if span > max_s:
+
+
+def check_buckets(start: datetime, end: datetime, interval_s: int, settings: Settings) -> None:
+    """At most ``api_max_limit`` buckets of ``interval_s`` in ``start``..``end``."""
+    check_order(start, end)
+    buckets = math.ceil((end - start).total_seconds() / interval_s)
+    if buckets > settings.api_max_limit:
         raise bad_request(
-            f"range of {_days(span)} is too large for {what} (at most {_days(max_s)}){hint}"
+            f"range of {buckets:,} buckets of {interval_s} s is too large for re-bucketed "
+            f"rows (at most {settings.api_max_limit:,}): narrow it or pass a longer interval="
         )
 
 
 @dataclass(frozen=True)
 class SeriesQuery:
+    """``whole``: a raw range with both ends and no ``limit``, answered whole (``limit``
+    is then one more than the most rows allowed, to tell a range that holds too many)."""
+
     start: datetime | None
     end: datetime | None
     limit: int
     order: Order
     interval_s: int | None
+    whole: bool = False
+
+    def checked(self, rows: list[Row], settings: Settings) -> list[Row]:
+        """``rows``, or a 422 when a range asked whole holds more than the most allowed."""
+        if self.whole and len(rows) > settings.api_max_limit:
+            raise bad_request(
+                f"the range holds more than {settings.api_max_limit:,} rows: narrow it, "
+                f"pass limit= (at most {settings.api_max_limit:,}) for its first rows, or "
+                "interval= to re-bucket"
+            )
+        return rows
 
     def window(self, newest: datetime | None, settings: Settings) -> Window:
         """The window to query; ``newest`` is the symbol's newest row time (used only to
@@ -166,7 +182,7 @@ class SeriesQuery:
             except OverflowError:
                 start = EARLIEST
             start = max(start, EARLIEST)
-        check_range(start, end, settings.api_max_bucketed_range_s, "re-bucketed rows")
+        check_buckets(start, end, self.interval_s, settings)
         return Window(start, end, self.limit, self.order, self.interval_s)
 
 
@@ -180,11 +196,12 @@ def series_query(
 ) -> SeriesQuery:
     s, e = to_utc("start", start), to_utc("end", end)
     interval_s = check_interval(interval)
-    if interval_s is None:
-        hint = "; pass interval= to re-bucket"
-        check_range(s, e, settings.api_max_range_s, "raw rows", hint)
-    else:
-        check_range(s, e, settings.api_max_bucketed_range_s, "re-bucketed rows")
+    check_order(s, e)
+    if interval_s is not None and s is not None and e is not None:
+        check_buckets(s, e, interval_s, settings)
+    whole = interval_s is None and limit is None and s is not None and e is not None
+    if whole:
+        return SeriesQuery(s, e, settings.api_max_limit + 1, order, None, whole=True)
     return SeriesQuery(s, e, check_limit(settings, limit), order, interval_s)
 
 

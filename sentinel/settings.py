@@ -164,12 +164,6 @@ class Settings(BaseSettings):
     )
     api_default_limit: int = Field(default=1000, ge=1, description="Rows when no limit given.")
     api_max_limit: int = Field(default=10_000, ge=1, description="Largest `limit` accepted.")
-    api_max_range_s: float = Field(
-        default=31 * 86_400.0, gt=0, description="Longest start..end for raw rows."
-    )
-    api_max_bucketed_range_s: float = Field(
-        default=366 * 86_400.0, gt=0, description="Longest start..end with `interval`."
-    )
     api_db_pool_size: int = Field(default=10, ge=1, description="Largest database pool.")
     api_db_timeout_s: float = Field(
         default=5.0, gt=0, description="Wait at most this for a database connection (else 503)."

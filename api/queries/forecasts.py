@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from api.queries.base import Conn, Row
-from api.queries.latest import latest_per_key
+from api.queries.latest import latest_rows
 from api.queries.series import Window, series_rows
 
 FORECAST_COLUMNS = ("model", "target", "horizon", "time", "value", "lower", "upper", "made_at")
-FORECAST_KEYS = ("model", "target", "horizon")
 
 
 async def latest_forecasts(
@@ -18,8 +17,7 @@ async def latest_forecasts(
     horizon: int | None = None,
 ) -> list[Row]:
     filters = {"symbol": symbol, "model": model, "target": target, "horizon": horizon}
-    rows = await latest_per_key(conn, "forecasts", FORECAST_KEYS, FORECAST_COLUMNS, filters)
-    return sorted(rows, key=lambda r: (r["model"], r["target"], r["horizon"]))
+    return await latest_rows(conn, "forecasts", FORECAST_COLUMNS, filters)
 
 
 async def forecast_history(

@@ -1,78 +1,58 @@
-"""The newest row: of a symbol (one ordered index probe), and of each key of a symbol
-(a loose index scan: a recursive CTE that hops from one key to the next through the
-primary key, then one probe per key)."""
+"""The newest rows, from the ``<table>_latest`` tables (migration 0010): one row per key,
+kept current by the sinks in the same transaction as the hypertable's rows. A lookup is
+one probe of a small table's primary key, whatever the history holds; the hypertables
+themselves are planned over all their chunks (seconds with thousands of them)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import sql
 
 from api.queries.base import Conn, Row, column_list, fetch, fetch_one, where_equal
 
-LATEST_LOOKBACK = timedelta(days=31)
-
-_LOOSE_INDEX_SCAN = """WITH RECURSIVE k AS (
-       (SELECT {keys} FROM {t} WHERE {where} ORDER BY {keys} LIMIT 1)
-       UNION ALL
-       SELECT n.* FROM k CROSS JOIN LATERAL (
-           SELECT {keys} FROM {t} WHERE {where} AND {after} ORDER BY {keys} LIMIT 1
-       ) n
-   )
-   SELECT r.* FROM k CROSS JOIN LATERAL (
-       SELECT {cols} FROM {t} WHERE {where} AND {same} ORDER BY time DESC LIMIT 1
-   ) r"""
+# The hypertables that have a ``_latest`` table, and its key.
+LATEST_KEYS: dict[str, tuple[str, ...]] = {
+    "ticks": ("symbol",),
+    "bars": ("symbol",),
+    "bar_metrics": ("symbol",),
+    "forecasts": ("symbol", "model", "target", "horizon"),
+    "model_scores": ("symbol", "model", "target", "metric"),
+    "model_checkpoints": ("symbol", "model"),
+}
 
 
-async def newest_time(conn: Conn, table: str, symbol: str) -> datetime | None:
-    query = sql.SQL("SELECT time FROM {} WHERE symbol = %s ORDER BY time DESC LIMIT 1").format(
-        sql.Identifier(table)
+def latest_table(table: str) -> sql.Identifier:
+    if table not in LATEST_KEYS:
+        raise ValueError(f"{table!r} has no latest table")
+    return sql.Identifier(f"{table}_latest")
+
+
+async def newest_bar(conn: Conn, symbol: str) -> Row | None:
+    """The start and length of the symbol's newest bar."""
+    return await fetch_one(
+        conn, "SELECT time, bar_seconds FROM bars_latest WHERE symbol = %s", [symbol]
     )
-    row = await fetch_one(conn, query, [symbol])
-    return row["time"] if row else None
 
 
-async def latest_per_key(
-    conn: Conn,
-    table: str,
-    keys: Sequence[str],
-    columns: Sequence[str],
-    filters: Mapping[str, Any],
+async def latest_rows(
+    conn: Conn, table: str, columns: Sequence[str], filters: Mapping[str, Any]
 ) -> list[Row]:
-    """The newest row (by ``time``) of each distinct ``keys`` value among the rows that
-    match ``filters``; a loose index scan over a primary key ``(symbol, *keys, time)``.
-
-    Each probe of a loose index scan visits every chunk of the hypertable, so the scan is
-    confined to the ``LATEST_LOOKBACK`` before the symbol's newest row (found first by
-    one ordered probe): a couple of chunks, however long the history. A key with no row
-    in that window is no longer current and is left out."""
-    newest = await newest_time(conn, table, filters["symbol"])
-    if newest is None:
-        return []
+    """The newest row of each key of ``table`` among those matching ``filters`` (None:
+    any), sorted by key."""
     given = {k: v for k, v in filters.items() if v is not None}
-    query = _latest_per_key_sql(table, tuple(keys), tuple(columns), tuple(given))
-    params = {f"f_{k}": v for k, v in given.items()}
-    return await fetch(conn, query, params | {"since": newest - LATEST_LOOKBACK})
+    query = _latest_rows_sql(table, tuple(columns), tuple(given))
+    return await fetch(conn, query, {f"f_{k}": v for k, v in given.items()})
 
 
 @functools.lru_cache(maxsize=256)
-def _latest_per_key_sql(
-    table: str, keys: tuple[str, ...], columns: tuple[str, ...], filter_names: tuple[str, ...]
-) -> bytes:
-    """Composed once per shape: the endpoints that use it are the hot ones."""
+def _latest_rows_sql(table: str, columns: tuple[str, ...], filter_names: tuple[str, ...]) -> bytes:
+    """Composed once per shape (and the same text each time, so the connection's prepared
+    statement serves it)."""
     where, _ = where_equal(dict.fromkeys(filter_names, True))
-    same = sql.SQL(" AND ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(key), sql.Identifier("k", key)) for key in keys
-    )
-    query = sql.SQL(_LOOSE_INDEX_SCAN).format(
-        keys=column_list(keys),
-        t=sql.Identifier(table),
-        where=sql.SQL("{} AND time >= %(since)s").format(where),
-        after=sql.SQL("({}) > ({})").format(column_list(keys), column_list(keys, "k")),
-        same=same,
-        cols=column_list(columns),
+    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
+        column_list(columns), latest_table(table), where, column_list(LATEST_KEYS[table])
     )
     return query.as_bytes(None)

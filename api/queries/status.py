@@ -30,16 +30,14 @@ async def feed_status(conn: Conn) -> list[Row]:
 
 
 async def symbol_progress(conn: Conn) -> list[Row]:
-    """Per ticker: the newest tick and bar, one index probe each (no scan of ticks)."""
+    """Per ticker: the newest tick and bar, from the latest tables (no hypertable)."""
     return await fetch(
         conn,
         """SELECT t.symbol, t.active, lt.time AS last_tick, lb.time AS last_bar,
                   lb.bar_seconds
            FROM tickers t
-           LEFT JOIN LATERAL (SELECT time FROM ticks WHERE symbol = t.symbol
-                              ORDER BY time DESC LIMIT 1) lt ON TRUE
-           LEFT JOIN LATERAL (SELECT time, bar_seconds FROM bars WHERE symbol = t.symbol
-                              ORDER BY time DESC LIMIT 1) lb ON TRUE
+           LEFT JOIN ticks_latest lt ON lt.symbol = t.symbol
+           LEFT JOIN bars_latest lb ON lb.symbol = t.symbol
            ORDER BY t.symbol""",
     )
 

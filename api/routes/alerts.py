@@ -11,7 +11,7 @@ from api.body import JsonBodyRoute
 from api.deps import PoolDep, ReadAccess, SettingsDep, WriteAccess
 from api.errors import responses
 from api.notifications import notification_rows
-from api.params import check_limit, check_range, time_query, to_utc
+from api.params import check_limit, check_order, time_query, to_utc
 from api.queries.alerts import alert_rows
 from api.queries.notifications import received_notifications, store_notifications
 from api.schemas import (
@@ -60,7 +60,7 @@ async def list_alerts(
 ) -> list[AlertOut]:
     """Alerts, newest first, filtered by symbol, kind, severity and time."""
     lo, hi = to_utc("since", since), to_utc("until", until)
-    check_range(lo, hi, float("inf"), "alerts")
+    check_order(lo, hi)
     n = check_limit(settings, limit)
     sym = symbol.upper() if symbol else None
     async with pool.connection() as conn:

@@ -71,7 +71,7 @@ async def get_forecasts(
         else:
             window = query.window(None, settings)
             rows = await forecast_history(conn, sym, window, only.model, only.target, only.horizon)
-            forecasts = [ForecastOut(**r) for r in rows]
+            forecasts = [ForecastOut(**r) for r in query.checked(rows, settings)]
         if not forecasts and not await symbol_known(conn, sym, ["forecasts"]):
             raise not_found(f"unknown symbol {sym!r}: no ticker and no forecasts")
     mode: Literal["latest", "history"] = "latest" if latest else "history"

@@ -39,6 +39,7 @@ import contextlib
 import functools
 import json
 import logging
+import operator
 import random
 import struct
 import time
@@ -114,6 +115,15 @@ class _Statements(NamedTuple):
     copy_direct: sql.Composed
     direct_types: list[str]
     json_indexes: tuple[int, ...]
+    latest: _Latest | None
+
+
+class _Latest(NamedTuple):
+    """How a chunk keeps ``<table>_latest`` current: its newest row per key, upserted."""
+
+    upsert: sql.Composed
+    key: Callable[[Row], Any]
+    order: Callable[[Row], Any]
 
 
 @functools.cache
@@ -145,7 +155,64 @@ def _statements(spec: TableSpec) -> _Statements:
         ),
         direct_types=list(spec.pg_types),
         json_indexes=tuple(i for i, t in enumerate(spec.pg_types) if t == "jsonb"),
+        latest=_latest_statements(spec),
     )
+
+
+def _latest_statements(spec: TableSpec) -> _Latest | None:
+    """``INSERT INTO <table>_latest ... ON CONFLICT (<latest key>) DO UPDATE``, replacing
+    the stored row only with a newer one (so a replayed row changes nothing)."""
+    if spec.latest_key is None:
+        return None
+    latest = sql.Identifier(f"{spec.table}_latest")
+    idents = [sql.Identifier(c) for c in spec.columns]
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(i, i)
+        for c, i in zip(spec.columns, idents, strict=True)
+        if c not in spec.latest_key
+    )
+    newest_by = spec.newest_by
+    newer = sql.SQL("({}) < ({})").format(
+        sql.SQL(", ").join(sql.Identifier(f"{spec.table}_latest", c) for c in newest_by),
+        sql.SQL(", ").join(sql.Identifier("excluded", c) for c in newest_by),
+    )
+    upsert = sql.SQL(
+        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} WHERE {}"
+    ).format(
+        latest,
+        sql.SQL(", ").join(idents),
+        sql.SQL(", ").join(_param_expr(t) for t in spec.pg_types),
+        sql.SQL(", ").join(map(sql.Identifier, spec.latest_key)),
+        updates,
+        newer,
+    )
+    position = spec.columns.index
+    return _Latest(
+        upsert=upsert,
+        key=operator.itemgetter(*map(position, spec.latest_key)),
+        order=operator.itemgetter(*map(position, newest_by)),
+    )
+
+
+def _param_expr(pg_type: str) -> sql.Composable:
+    """A parameter of a row as the sink holds it (times as int microseconds, JSON as
+    text), cast to its column's type."""
+    if pg_type == TIME:
+        return sql.SQL("'epoch'::timestamptz + %s::int8 * interval '1 microsecond'")
+    return sql.SQL("%s::{}").format(sql.SQL(pg_type))
+
+
+def _newest_per_key(rows: Sequence[Row], latest: _Latest) -> list[Row]:
+    """The newest row of each latest key among ``rows`` (the last of equals), sorted by
+    key, so that concurrent writers lock the latest rows in one order (no deadlock)."""
+    key, order = latest.key, latest.order
+    newest: dict[Any, Row] = {}
+    for row in rows:
+        k = key(row)
+        held = newest.get(k)
+        if held is None or order(row) >= order(held):
+            newest[k] = row
+    return [newest[k] for k in sorted(newest)]
 
 
 def _select_expr(column: str, pg_type: str) -> sql.Composable:
@@ -315,6 +382,7 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     _copy_rows(cur, self._sql.copy_direct, self._sql.direct_types, rows)
+                    self._keep_latest(cur, rows)
                 return len(rows)
             except psycopg.errors.UniqueViolation:
                 # Some rows are there already (a replay): the COPY was rolled back whole.
@@ -323,9 +391,16 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
             _copy_rows(cur, self._sql.copy, self._sql.stage_types, rows)
             cur.execute(self._sql.insert_skipping)
             inserted = cur.rowcount
+            self._keep_latest(cur, rows)
         # Back to direct COPY once a chunk had nothing to skip: the replay is over.
         self._direct = inserted == len(rows)
         return inserted
+
+    def _keep_latest(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
+        """Bring ``<table>_latest`` up to date with ``rows``, in their transaction."""
+        latest = self._sql.latest
+        if latest is not None:
+            cur.executemany(latest.upsert, _newest_per_key(rows, latest))
 
     def _isolate(self, rows: Sequence[Row], exc: Exception) -> None:
         """Write every row of a refused chunk but the ones refused on their own."""

@@ -40,7 +40,9 @@ class TableSpec:
     types as PostgreSQL spells them (``udt_name``). Columns of type ``timestamptz``
     (:data:`TIME`) take ``int`` microseconds since the Unix epoch, or ``None``; ``jsonb``
     takes a JSON-able value, or a ``str`` that is already JSON text. ``key`` is the
-    primary key, the conflict target of the idempotent insert.
+    primary key, the conflict target of the idempotent insert. ``latest_key``, when set,
+    names the key of ``<table>_latest`` (migration 0010), which holds the newest row of
+    each such key and is kept current in the same transaction as the rows.
     """
 
     table: str
@@ -48,17 +50,28 @@ class TableSpec:
     fields: tuple[str, ...]
     pg_types: tuple[str, ...]
     key: tuple[str, ...]
+    latest_key: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not len(self.columns) == len(self.fields) == len(self.pg_types):
             raise ValueError(f"{self.table}: columns, fields and pg_types differ in length")
         if not set(self.key) <= set(self.columns):
             raise ValueError(f"{self.table}: key {self.key} is not among the columns")
+        if self.latest_key is not None and not set(self.latest_key) < set(self.key):
+            raise ValueError(f"{self.table}: latest key {self.latest_key} is not within the key")
 
     @property
     def time_columns(self) -> tuple[str, ...]:
         """The columns given as int microseconds since the epoch."""
         return tuple(c for c, t in zip(self.columns, self.pg_types, strict=True) if t == TIME)
+
+    @property
+    def newest_by(self) -> tuple[str, ...]:
+        """What orders the rows of one latest key, newest last: the time column, then
+        the rest of the primary key (``seq`` for ticks)."""
+        assert self.latest_key is not None
+        time = self.time_columns[0]
+        return (time, *(k for k in self.key if k not in self.latest_key and k != time))
 
 
 def _spec(
@@ -66,6 +79,7 @@ def _spec(
     key: tuple[str, ...],
     columns: Sequence[tuple[str, str, str]],
     record: type[NamedTuple] | None = None,
+    latest_key: tuple[str, ...] | None = None,
 ) -> TableSpec:
     """A spec from ``(column, record field, pg type)`` triples, checked against ``record``.
 
@@ -78,6 +92,7 @@ def _spec(
         fields=tuple(f for _, f, _ in columns),
         pg_types=tuple(t for _, _, t in columns),
         key=key,
+        latest_key=latest_key,
     )
     if record is not None and spec.fields != record._fields:
         raise TypeError(f"{table}: {record.__name__} fields {record._fields} != {spec.fields}")
@@ -97,6 +112,7 @@ TICKS = _spec(
         ("extended", "extended", "bool"),
     ],
     Tick,
+    latest_key=("symbol",),
 )
 TICKS_REJECTED = _spec(
     "ticks_rejected",
@@ -128,6 +144,7 @@ BARS = _spec(
         ("bar_seconds", "bar_seconds", "int4"),
     ],
     Bar,
+    latest_key=("symbol",),
 )
 BAR_METRICS = _spec(
     "bar_metrics",
@@ -144,6 +161,7 @@ BAR_METRICS = _spec(
         ("bars_seen", "bars_seen", "int8"),
     ],
     Metrics,
+    latest_key=("symbol",),
 )
 ALERTS = _spec(
     "alerts",
@@ -174,6 +192,7 @@ FORECASTS = _spec(
         ("made_at", "made_at_us", TIME),
     ],
     Forecast,
+    latest_key=("symbol", "model", "target", "horizon"),
 )
 MODEL_SCORES = _spec(
     "model_scores",
@@ -187,6 +206,7 @@ MODEL_SCORES = _spec(
         ("value", "value", "float8"),
     ],
     ModelScore,
+    latest_key=("symbol", "model", "target", "metric"),
 )
 MODEL_CHECKPOINTS = _spec(
     "model_checkpoints",
@@ -201,6 +221,7 @@ MODEL_CHECKPOINTS = _spec(
         ("metrics", "metrics", "jsonb"),
     ],
     ModelCheckpoint,
+    latest_key=("symbol", "model"),
 )
 SESSION_EVENTS = _spec(
     "session_events",

@@ -15,6 +15,9 @@ import pytest
 
 from api.deps import WallClock, request_clock
 from api.main import create_app
+from connectors.timescale import write_rows
+from connectors.timescale.specs import BARS
+from dataflows.records import Bar
 from tests.api.conftest import TestClient, execute, query, settings
 from tests.api.daily import XNYS, insert_summaries, summary_row
 
@@ -398,7 +401,10 @@ def test_sessions_show_the_last_event_the_dataflow_saw(db: str) -> None:
 
 
 def test_sessions_of_a_symbol_known_only_by_its_rows_use_the_default_calendar(db: str) -> None:
-    execute(db, "INSERT INTO bars VALUES ('2024-07-03T14:00:00Z', 'SHEL', 1, 1, 1, 1, 1, 1, 1, 5)")
+    shel = Bar(
+        1_720_015_200_000_000, "SHEL", 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1, 5
+    )  # 2024-07-03 14:00
+    write_rows(db, BARS, [shel])  # as the dataflow writes them (the latest table too)
     with client_at(db, HOLIDAY, calendar="XLON") as c:
         body = c.get("/sessions/SHEL").json()
         assert (body["calendar"], body["time_zone"]) == ("XLON", "Europe/London")

@@ -228,6 +228,69 @@ def test_each_spec_round_trips_exact_values(db: str, table: str) -> None:
     assert read_back(db, spec) == by_key(spec, [as_stored(spec, r) for r in rows])
 
 
+LATEST_SPECS = sorted(t for t, spec in SPECS.items() if spec.latest_key is not None)
+
+
+def newest_rows(dsn: str, table: str, relation: str | None = None) -> list[tuple[Any, ...]]:
+    """``relation`` (the hypertable by default) reduced to the newest row of each latest
+    key, in key order, by SQL."""
+    spec = SPECS[table]
+    assert spec.latest_key is not None
+    key = sql.SQL(", ").join(map(sql.Identifier, spec.latest_key))
+    newest = sql.SQL(", ").join(
+        sql.SQL("{} DESC").format(sql.Identifier(c)) for c in spec.newest_by
+    )
+    query = sql.SQL("SELECT DISTINCT ON ({k}) {c} FROM {t} ORDER BY {k}, {n}").format(
+        k=key,
+        c=sql.SQL(", ").join(map(sql.Identifier, spec.columns)),
+        t=sql.Identifier(relation or table),
+        n=newest,
+    )
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
+@pytest.mark.parametrize("table", LATEST_SPECS)
+def test_latest_tables_hold_the_newest_row_of_each_key_in_the_rows_transaction(
+    db: str, table: str
+) -> None:
+    spec = SPECS[table]
+    rows = SAMPLES[table]
+    later = [_later(spec, r, days=1) for r in rows]
+    write_rows(db, spec, list(reversed(later)) + rows)  # newest first, in one chunk
+    write_rows(db, spec, rows)  # a replay of older rows: skipped, latest unchanged
+    latest = newest_rows(db, table, f"{table}_latest")
+    assert latest == newest_rows(db, table)
+    # and it is the newer copy of each key, as computed here
+    assert spec.latest_key is not None
+    key_at = [spec.columns.index(k) for k in spec.latest_key]
+    time_at = spec.columns.index("time")
+    expected: dict[tuple[Any, ...], int] = {}
+    for r in later:
+        k = tuple(r[i] for i in key_at)
+        expected[k] = max(expected.get(k, r[time_at]), r[time_at])
+    got = {tuple(r[i] for i in key_at): r[time_at] for r in latest}
+    assert got == {k: EPOCH + timedelta(microseconds=t) for k, t in expected.items()}
+
+
+def _later(spec: TableSpec, row: Sequence[Any], days: int) -> tuple[Any, ...]:
+    """``row`` moved ``days`` later (a newer row of the same key)."""
+    values = list(row)
+    at = spec.columns.index("time")
+    values[at] += days * 86_400_000_000
+    return tuple(values)
+
+
+def test_a_chunk_refused_whole_leaves_the_latest_table_as_it_was(db: str) -> None:
+    good = (T_2023, "AAPL", "ewma", "volatility", 1, 0.01, None, None, T_2023)
+    bad = (T_2100, "AAPL", "ewma", "sideways", 1, 0.02, None, None, T_2023)  # CHECK (target)
+    stats = write_rows(db, FORECASTS, [good, bad])
+    assert (stats.rows_written, stats.rows_failed) == (1, 1)
+    latest = newest_rows(db, "forecasts", "forecasts_latest")
+    assert latest == newest_rows(db, "forecasts")
+    assert [r[3] for r in latest] == ["volatility"]
+
+
 def test_times_are_exact_to_the_microsecond_whatever_the_session_time_zone(db: str) -> None:
     times = [T_1899, -86_400_000_000 - 999_999, T_BEFORE_EPOCH, 0, 1, 999_999, T_2023, T_2100]
     rows = [Tick(t, "AAPL", 1.0, 1.0, seq, None) for seq, t in enumerate(times)]
