@@ -7,10 +7,11 @@ each ``request_*`` function reads one of them, and tests swap any of it through
 
 from __future__ import annotations
 
+import inspect
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -23,14 +24,31 @@ from sentinel.settings import Settings
 
 # The API's clock: an aware UTC datetime (the dataflows' own clock counts epoch ns).
 WallClock = Callable[[], datetime]
+T = TypeVar("T")
+
+# Every dependency is a coroutine function: FastAPI runs any other callable (a plain
+# function, a class) in its thread pool, a thread hop per request and dependency that
+# cost more than the query behind a latest endpoint.
 
 
-def request_settings(request: Request) -> Settings:
+def on_the_loop(cls: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``cls`` as a dependency that FastAPI builds on the event loop (its parameters, from
+    ``cls``'s signature, are the request's), instead of in its thread pool."""
+
+    async def build(**values: Any) -> T:
+        return cls(**values)
+
+    build.__signature__ = inspect.signature(cls, eval_str=True)  # type: ignore[attr-defined]
+    build.__name__ = build.__qualname__ = getattr(cls, "__name__", "dependency")
+    return build
+
+
+async def request_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def request_pool(request: Request) -> AsyncConnectionPool[Any]:
+async def request_pool(request: Request) -> AsyncConnectionPool[Any]:
     pool: AsyncConnectionPool[Any] | None = getattr(request.app.state, "pool", None)
     if pool is None:
         raise ApiError(503, "database pool not open (the application is starting or stopping)")
@@ -44,12 +62,12 @@ async def pooled_connection(
         yield conn
 
 
-def request_clock(request: Request) -> WallClock:
+async def request_clock(request: Request) -> WallClock:
     clock: WallClock = request.app.state.clock
     return clock
 
 
-def request_hub(request: Request) -> StreamHub:
+async def request_hub(request: Request) -> StreamHub:
     hub: StreamHub | None = getattr(request.app.state, "hub", None)
     if hub is None:
         raise ApiError(503, "stream not available (the application is starting or stopping)")

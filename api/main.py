@@ -79,7 +79,13 @@ def make_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[Any]:
         # long outage the next attempt could be minutes away. Giving up early lets the next
         # request start a fresh attempt, so the API is back within a request of the database.
         reconnect_timeout=settings.api_db_timeout_s,
-        kwargs={"autocommit": True, "connect_timeout": max(2, int(settings.api_db_timeout_s))},
+        # Prepared on first use (psycopg's default waits for the fifth): the hot queries
+        # are a few fixed texts, so each connection plans each of them once.
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": max(2, int(settings.api_db_timeout_s)),
+            "prepare_threshold": 0,
+        },
         configure=configure,
         check=AsyncConnectionPool.check_connection,
         name="sentinel-api",

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query
 
+from api.deps import on_the_loop
 from api.errors import bad_request
 from api.queries.base import Row
 from api.queries.series import Window
@@ -234,8 +235,8 @@ class BucketedWindowParams(WindowParams):
         return series_query(settings, self.start, self.end, self.limit, self.order, self.interval)
 
 
-WindowQuery = Annotated[WindowParams, Depends()]
-BucketedWindowQuery = Annotated[BucketedWindowParams, Depends()]
+WindowQuery = Annotated[WindowParams, Depends(on_the_loop(WindowParams))]
+BucketedWindowQuery = Annotated[BucketedWindowParams, Depends(on_the_loop(BucketedWindowParams))]
 
 
 def split_list(name: str, text: str | None) -> list[str]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from api.telemetry import MULTIPROC_ENV
 from timescale.embedded import free_port
 
 LOCALHOST = "127.0.0.1"
@@ -44,6 +47,17 @@ def uvicorn_command(host: str = LOCALHOST, port: int = 8000, workers: int = 1) -
         "3",
         "--no-access-log",
     ]
+
+
+def workers_env(workers: int, metrics_dir: Path) -> dict[str, str]:
+    """What ``workers`` uvicorn workers need beyond one: a directory (emptied here) where
+    prometheus_client keeps each worker's request metrics, so that ``/metrics`` from any
+    of them counts every worker's requests."""
+    if workers == 1:
+        return {}
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    return {MULTIPROC_ENV: str(metrics_dir)}
 
 
 def wait_healthy(
@@ -94,14 +108,17 @@ def api_process(
     port: int | None = None,
     log: Path | None = None,
     timeout_s: float = 30,
+    workers: int = 1,
 ) -> Iterator[str]:
-    """``uvicorn api.main:app`` as a child process (``env`` adds to the environment, e.g.
-    ``DATABASE_URL``), stopped by its pid on exit; yields the base URL once healthy."""
+    """``uvicorn api.main:app`` with ``workers`` worker processes as a child process
+    (``env`` adds to the environment, e.g. ``DATABASE_URL``), stopped by its pid on exit;
+    yields the base URL once healthy."""
     port = port or free_port()
     out = log.open("ab") if log else subprocess.DEVNULL
+    metrics_dir = Path(tempfile.mkdtemp(prefix="sentinel-api-metrics-"))
     proc = subprocess.Popen(
-        uvicorn_command(LOCALHOST, port),
-        env={**os.environ, **env},
+        uvicorn_command(LOCALHOST, port, workers),
+        env={**os.environ, **env, **workers_env(workers, metrics_dir)},
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -120,3 +137,4 @@ def api_process(
                 proc.wait(10)
         if log:
             out.close()  # type: ignore[union-attr]
+        shutil.rmtree(metrics_dir, ignore_errors=True)

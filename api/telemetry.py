@@ -4,6 +4,7 @@ counters read from the database at scrape time (``sink_status``, ``ticks_rejecte
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -11,12 +12,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from typing_extensions import override
 
 from api.asgi import HttpMiddleware
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -160,6 +163,20 @@ def _feed_families(feeds: Sequence[Mapping[str, Any]]) -> list[Metric]:
 
 
 def exposition(metrics: RequestMetrics, pipeline: Sequence[Metric]) -> bytes:
+    """The request metrics (of every worker, under several uvicorn workers) and the
+    pipeline's."""
     snapshot = CollectorRegistry(auto_describe=False)
     snapshot.register(_Snapshot(pipeline))
-    return generate_latest(metrics.registry) + generate_latest(snapshot)
+    return generate_latest(_request_registry(metrics)) + generate_latest(snapshot)
+
+
+def _request_registry(metrics: RequestMetrics) -> CollectorRegistry:
+    """``metrics``' own registry, or, when ``PROMETHEUS_MULTIPROC_DIR`` is set (several
+    uvicorn workers: ``sentinel up`` sets it), every worker's values summed from the
+    files prometheus_client keeps there, so that any worker's answer counts them all."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return metrics.registry
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path)
+    return registry

@@ -6,6 +6,7 @@ plain values down.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,11 @@ _BARS, _PARSE, _METRICS = BarConfig(), ParseConfig(), MetricsConfig()
 _ALERTS, _CHECKPOINTS = AlertConfig(), CheckpointConfig()
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "admin", "xxx", "todo"}
+
+
+def default_api_workers() -> int:
+    """A worker per core, at most 4: each holds its own pool and stream connection."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class Settings(BaseSettings):
@@ -164,7 +170,15 @@ class Settings(BaseSettings):
     )
     api_default_limit: int = Field(default=1000, ge=1, description="Rows when no limit given.")
     api_max_limit: int = Field(default=10_000, ge=1, description="Largest `limit` accepted.")
-    api_db_pool_size: int = Field(default=10, ge=1, description="Largest database pool.")
+    api_workers: int = Field(
+        default_factory=lambda: default_api_workers(),
+        ge=1,
+        le=64,
+        description="uvicorn worker processes of the API (default: the cores, at most 4).",
+    )
+    api_db_pool_size: int = Field(
+        default=10, ge=1, description="Largest database pool of each API worker."
+    )
     api_db_timeout_s: float = Field(
         default=5.0, gt=0, description="Wait at most this for a database connection (else 503)."
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from api.deps import PoolDep, ReadAccess, SettingsDep
+from api.deps import PoolDep, ReadAccess, SettingsDep, on_the_loop
 from api.errors import not_found, responses
 from api.params import WindowQuery
 from api.queries.base import Conn, Row
@@ -36,7 +36,7 @@ class ForecastFilter:
     horizon: HorizonQ = None
 
 
-FilterQuery = Annotated[ForecastFilter, Depends()]
+FilterQuery = Annotated[ForecastFilter, Depends(on_the_loop(ForecastFilter))]
 
 
 def scores_by_model(rows: list[Row]) -> dict[str, dict[str, Any]]:

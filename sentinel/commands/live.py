@@ -184,10 +184,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _start_api(stack: Any, settings: Settings, env: dict[str, str]) -> str:
-    from api.serve import uvicorn_command, wait_healthy
+    from api.serve import uvicorn_command, wait_healthy, workers_env
 
-    host, port = settings.api_host, settings.api_port
-    api = stack.spawn("api", uvicorn_command(host, port), env)
+    host, port, workers = settings.api_host, settings.api_port, settings.api_workers
+    metrics_dir = settings.home_dir / "run" / "api-metrics"
+    env = {**env, **workers_env(workers, metrics_dir)}
+    api = stack.spawn("api", uvicorn_command(host, port, workers), env)
     url = f"http://{host}:{port}"
     wait_healthy(url, 60, api.proc)
     return url
