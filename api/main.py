@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -87,9 +90,35 @@ def make_pool(dsn: str, settings: Settings) -> AsyncConnectionPool[Any]:
             "prepare_threshold": 0,
         },
         configure=configure,
-        check=AsyncConnectionPool.check_connection,
+        check=RecentCheck(CHECK_EVERY_S).check,
         name="sentinel-api",
     )
+
+
+# A connection from the pool is checked (an empty query) before use, so that a request
+# does not meet one the server closed in an outage; under load that doubled the round
+# trips of a latest endpoint. One that passed within this long is taken as it is (the
+# server cannot restart that fast; a connection that broke anyway gets its request a
+# 503 and is discarded by the pool).
+CHECK_EVERY_S = 0.5
+
+
+class RecentCheck:
+    """psycopg_pool's ``check_connection``, skipped for a connection that passed it
+    within ``every_s``."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._passed: weakref.WeakKeyDictionary[AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def check(self, conn: AsyncConnection[Any]) -> None:
+        now = time.monotonic()
+        if now - self._passed.get(conn, -math.inf) < self.every_s:
+            return
+        await AsyncConnectionPool.check_connection(conn)
+        self._passed[conn] = now
 
 
 @asynccontextmanager

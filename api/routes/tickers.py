@@ -23,7 +23,7 @@ from api.params import SymbolPath
 from api.queries.base import Row
 from api.queries.tickers import activate_ticker, deactivate_ticker, ticker_rows, update_ticker
 from api.schemas import TickerIn, TickerOut, TickerPatch
-from api.sessions import effective_calendar, market_states, usable_calendar
+from api.sessions import effective_calendar, market_states_soon, usable_calendar
 from dataflows.sessions import UnknownCalendar
 from sentinel.settings import Settings
 
@@ -48,7 +48,7 @@ def checked_calendar(name: str | None) -> str | None:
 
 async def tickers_out(rows: list[Row], settings: Settings, now: datetime) -> list[TickerOut]:
     """The rows with where each one's market stands at ``now``."""
-    states = await asyncio.to_thread(market_states, [r["calendar"] for r in rows], now)
+    states = await market_states_soon([r["calendar"] for r in rows], now)
     return [
         TickerOut(
             **row,
