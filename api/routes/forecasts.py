@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -16,7 +16,8 @@ from api.queries.base import Conn, Row
 from api.queries.forecasts import forecast_history, latest_forecasts
 from api.queries.models import latest_checkpoints, latest_scores
 from api.queries.tickers import symbol_known
-from api.schemas import ForecastOut, ForecastsOut, Target
+from api.responses import RowsJSON
+from api.schemas import ForecastsOut, Target
 
 router = APIRouter(prefix="/forecasts", tags=["forecasts"], dependencies=[ReadAccess])
 
@@ -54,7 +55,7 @@ def scores_by_model(rows: list[Row]) -> dict[str, dict[str, Any]]:
 @router.get("/{symbol}", response_model=ForecastsOut, responses=responses(401, 403, 404, 422, 503))
 async def get_forecasts(
     pool: PoolDep, settings: SettingsDep, params: WindowQuery, only: FilterQuery
-) -> ForecastsOut:
+) -> RowsJSON:
     """Without `start` and `end` (mode `latest`): the newest forecast of each model,
     target and horizon, each with its model's latest prequential scores (the newest
     `model_scores` row per metric) and the time of its newest checkpoint; `limit` and
@@ -71,25 +72,22 @@ async def get_forecasts(
         else:
             window = query.window(None, settings)
             rows = await forecast_history(conn, sym, window, only.model, only.target, only.horizon)
-            forecasts = [ForecastOut(**r) for r in query.checked(rows, settings)]
+            forecasts = query.checked(rows, settings)
         if not forecasts and not await symbol_known(conn, sym, ["forecasts"]):
             raise not_found(f"unknown symbol {sym!r}: no ticker and no forecasts")
-    mode: Literal["latest", "history"] = "latest" if latest else "history"
-    return ForecastsOut(symbol=sym, mode=mode, count=len(forecasts), forecasts=forecasts)
+    mode = "latest" if latest else "history"
+    return RowsJSON({"symbol": sym, "mode": mode, "count": len(forecasts), "forecasts": forecasts})
 
 
-async def _latest(conn: Conn, sym: str, only: ForecastFilter) -> list[ForecastOut]:
+async def _latest(conn: Conn, sym: str, only: ForecastFilter) -> list[Row]:
     rows = await latest_forecasts(conn, sym, only.model, only.target, only.horizon)
     if not rows:
         return []
     scores = scores_by_model(await latest_scores(conn, sym, only.model))
     checkpoints = {c["model"]: c["time"] for c in await latest_checkpoints(conn, sym, only.model)}
-    return [
-        ForecastOut(
-            **r,
-            scores=scores.get(r["model"], {}).get("scores", {}),
-            scores_time=scores.get(r["model"], {}).get("time"),
-            last_checkpoint=checkpoints.get(r["model"]),
-        )
-        for r in rows
-    ]
+    for r in rows:
+        model = scores.get(r["model"], {})
+        r["scores"] = model.get("scores", {})
+        r["scores_time"] = model.get("time")
+        r["last_checkpoint"] = checkpoints.get(r["model"])
+    return rows

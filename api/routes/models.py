@@ -10,14 +10,17 @@ from api.params import SymbolPath
 from api.queries.forecasts import latest_forecasts
 from api.queries.models import latest_checkpoints, latest_scores
 from api.queries.tickers import symbol_known
+from api.responses import RowsJSON
 from api.routes.forecasts import scores_by_model
-from api.schemas import CheckpointOut, ModelOut, ModelsOut
+from api.schemas import CheckpointOut, ModelsOut
+
+CHECKPOINT_FIELDS = tuple(CheckpointOut.model_fields)
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
 
 
 @router.get("/{symbol}", response_model=ModelsOut, responses=responses(401, 403, 404, 422, 503))
-async def get_models(symbol: SymbolPath, pool: PoolDep) -> ModelsOut:
+async def get_models(symbol: SymbolPath, pool: PoolDep) -> RowsJSON:
     """Every model that forecast, was scored or was checkpointed for the symbol: its
     target, its latest score per metric, and its newest checkpoint (time, version,
     bars seen). The dataflow's internal checkpoint rows (`_shared`, `_pipeline`) are
@@ -35,12 +38,12 @@ async def get_models(symbol: SymbolPath, pool: PoolDep) -> ModelsOut:
     for name in names:
         s, c = scores.get(name, {}), checkpoints.get(name)
         models.append(
-            ModelOut(
-                model=name,
-                target=s.get("target") or targets.get(name),
-                scores=s.get("scores", {}),
-                scores_time=s.get("time"),
-                checkpoint=CheckpointOut.model_validate(c) if c else None,
-            )
+            {
+                "model": name,
+                "target": s.get("target") or targets.get(name),
+                "scores": s.get("scores", {}),
+                "scores_time": s.get("time"),
+                "checkpoint": {k: c[k] for k in CHECKPOINT_FIELDS} if c else None,
+            }
         )
-    return ModelsOut(symbol=sym, models=models)
+    return RowsJSON({"symbol": sym, "models": models})
