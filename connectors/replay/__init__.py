@@ -9,7 +9,9 @@ table. By job:
 - :mod:`connectors.replay.formats`: the CSV (``.csv``, ``.csv.gz``) and Parquet
   (``.parquet``, ``.pq``) files, their columns, and their rows read in chunks;
 - :mod:`connectors.replay.pacing`: releasing rows by event time at a given speed;
-- :mod:`connectors.replay.source`: the Bytewax source, its partition and its state.
+- :mod:`connectors.replay.source`: the Bytewax source, its partition and its state;
+- :mod:`connectors.replay.profile`: the file's time span, rows per symbol and days, read
+  once before a replay to size the database's chunks.
 
 Times are parsed by :func:`dataflows.times.to_epoch_us`, as in the parse step.
 """

@@ -6,7 +6,8 @@ queries in ``api/queries``).
 - :mod:`.sinks`: the idempotent COPY sinks;
 - :mod:`.status`: the sinks' and the feed's status rows, and row counts;
 - :mod:`.tickers`: following the ``tickers`` table, and seeding it;
-- :mod:`.checkpoints`: loading a symbol's newest model checkpoint.
+- :mod:`.checkpoints`: loading a symbol's newest model checkpoint;
+- :mod:`.chunks`: chunks sized for a replay's history, created before it streams.
 """
 
 from connectors.timescale.sinks import (

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +67,9 @@ def write_csv(path: Path, rows_per_symbol: int, seed: int = 5) -> int:
     return len(df)
 
 
-def replay(db: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DATABASE_URL": db, "SENTINEL_LOG_LEVEL": "WARNING"}
+def replay(db: str, *args: str, **settings: str) -> subprocess.Popen[str]:
+    """``sentinel replay ARGS`` on ``db``; ``settings``: more environment variables."""
+    env = {**os.environ, "DATABASE_URL": db, "SENTINEL_LOG_LEVEL": "WARNING", **settings}
     return subprocess.Popen(
         [sys.executable, "-m", "sentinel", "replay", *args],
         cwd=ROOT,
@@ -78,9 +80,11 @@ def replay(db: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 240) -> None:
+def finish(proc: subprocess.Popen[str], timeout: float = 240) -> str:
+    """Wait for a replay to succeed; returns what it wrote to stderr."""
     _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
+    return err
 
 
 def snapshot(db: str) -> dict[str, list[tuple[object, ...]]]:
@@ -162,3 +166,62 @@ def test_no_ticks_stores_everything_but_the_raw_ticks(
     assert full["ticks"]
     for table in ("bars", "bar_metrics", "alerts", "ticks_rejected"):
         assert lean[table] == full[table], table
+
+
+def write_daily_csv(path: Path, years: int, seed: int = 3) -> int:
+    """A trade a minute before the close of every eighth NYSE session (fewer bars keep the
+    test quick) for ``years`` from 1999, as the NASDAQ history replays; returns its row
+    count."""
+    import exchange_calendars
+
+    nyse = exchange_calendars.get_calendar("XNYS", start="1999-01-01")
+    sessions = nyse.sessions_in_range("1999-01-04", f"{1998 + years}-12-31")[::8]
+    closes = nyse.closes[sessions] - pd.Timedelta(minutes=1)
+    rng = np.random.default_rng(seed)
+    prices = 2000 * np.exp(np.cumsum(rng.normal(0, 0.01, len(closes))))
+    times = closes.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame = pd.DataFrame({"time": times.to_numpy(), "symbol": "NDAQ", "price": prices.round(4)})
+    frame.assign(size=1000).to_csv(path, index=False)
+    return len(frame)
+
+
+def chunk_counts(db: str) -> dict[str, int]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT hypertable_name, count(*) FROM timescaledb_information.chunks GROUP BY 1"
+        ).fetchall()
+    return {str(t): int(n) for t, n in rows}
+
+
+def test_years_of_daily_data_land_in_a_few_chunks(db: str, tmp_path: Path) -> None:
+    """Twenty years of daily closes: a few big chunks per table (one per trading day in
+    `ticks` without pre-sizing), every row stored, each table's own interval unchanged."""
+    csv = tmp_path / "daily.csv"
+    n = write_daily_csv(csv, years=20)
+    with psycopg.connect(db) as conn:
+        intervals = conn.execute(
+            "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions"
+        ).fetchall()
+    # Checkpoints every 30 days of event time rather than every bar: the test's time
+    # goes to the models otherwise.
+    err = finish(replay(db, str(csv), "--bar", "1d", SENTINEL_CHECKPOINT_EVERY_S="2592000"))
+    assert "chunks: ticks:" in err, err[-3000:]
+    assert "1095 days" in err, err[-3000:]
+    counts = chunk_counts(db)
+    for table in ("ticks", "bars", "bar_metrics", "forecasts", "model_scores", "alerts"):
+        assert counts.get(table, 0) <= 8, (table, counts)
+    assert count(db, "ticks") == count(db, "bars") == count(db, "bar_metrics") == n
+    assert count(db, "forecasts") > 0
+    assert count(db, "model_scores") > 0
+    with psycopg.connect(db, autocommit=True) as conn:
+        after = conn.execute(
+            "SELECT hypertable_name, time_interval FROM timescaledb_information.dimensions"
+        ).fetchall()
+        assert sorted(after) == sorted(intervals)
+        conn.execute("INSERT INTO ticks (time, symbol, price, seq) VALUES (now(), 'LIVE', 1, 0)")
+        newest = conn.execute(
+            """SELECT range_end - range_start FROM timescaledb_information.chunks
+               WHERE hypertable_name = 'ticks' ORDER BY range_start DESC LIMIT 1"""
+        ).fetchone()
+    assert newest == (timedelta(days=1),)
+    assert chunk_counts(db)["ticks"] == counts["ticks"] + 1

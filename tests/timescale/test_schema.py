@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from timescale.embedded import MAX_LOCKS, EmbeddedPostgres
 from timescale.migrate import GRAFANA_ROLE, load_migrations, migrate
 
 HYPERTABLES = {
@@ -159,3 +163,35 @@ def test_migrate_sets_the_grafana_password(db: str) -> None:
             "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %s", [GRAFANA_ROLE]
         ).fetchone()
     assert row == (True,)
+
+
+# --- The embedded server's settings ----------------------------------------------------
+
+
+@pytest.mark.skipif("DATABASE_URL" in os.environ, reason="an external server has its own")
+def test_the_embedded_server_runs_without_jit_and_with_room_for_chunk_locks(db: str) -> None:
+    with psycopg.connect(db) as conn:
+        settings: dict[str, str] = dict(
+            conn.execute(
+                """SELECT name, setting FROM pg_settings
+                   WHERE name IN ('jit', 'max_locks_per_transaction')"""
+            ).fetchall()
+        )
+    assert settings == {"jit": "off", "max_locks_per_transaction": str(MAX_LOCKS)}
+
+
+def test_a_cluster_made_before_the_settings_file_gets_it(tmp_path: Path) -> None:
+    """initdb's postgresql.conf (with an older version's settings appended) gains one
+    include line, once; the settings file is rewritten only when it differs."""
+    server = EmbeddedPostgres(tmp_path / "home")
+    server.data_dir.mkdir(parents=True)
+    conf = server.data_dir / "postgresql.conf"
+    conf.write_text("#port = 5432\n\n# --- written by Stock Sentinel ---\nshared_buffers = 256MB\n")
+    ours = server.data_dir / "sentinel.conf"
+    ours.write_text("jit = on\n")
+    assert server._configure()
+    assert not server._configure()
+    assert conf.read_text().count("include_if_exists = 'sentinel.conf'") == 1
+    assert conf.read_text().endswith("include_if_exists = 'sentinel.conf'\n")  # wins: last
+    assert "\njit = off\n" in ours.read_text()
+    assert "jit = on" not in ours.read_text()
