@@ -30,13 +30,22 @@ from timescale.embedded import free_port
 LOCALHOST = "127.0.0.1"
 
 
-def uvicorn_command(host: str = LOCALHOST, port: int = 8000, workers: int = 1) -> list[str]:
-    """The command line that serves ``api.main:app`` (settings from the environment)."""
+def uvicorn_command(
+    host: str = LOCALHOST,
+    port: int = 8000,
+    workers: int = 1,
+    app: str = "api.main:app",
+    *,
+    factory: bool = False,
+) -> list[str]:
+    """The command line that serves ``app`` (``api.main:app``: settings from the
+    environment; ``factory``: ``app`` names a function that returns the app)."""
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "api.main:app",
+        app,
+        *(["--factory"] if factory else []),
         "--host",
         host,
         "--port",
@@ -109,15 +118,18 @@ def api_process(
     log: Path | None = None,
     timeout_s: float = 30,
     workers: int = 1,
+    app: str = "api.main:app",
+    *,
+    factory: bool = False,
 ) -> Iterator[str]:
-    """``uvicorn api.main:app`` with ``workers`` worker processes as a child process
-    (``env`` adds to the environment, e.g. ``DATABASE_URL``), stopped by its pid on exit;
-    yields the base URL once healthy."""
+    """``uvicorn app`` with ``workers`` worker processes as a child process (``env`` adds
+    to the environment, e.g. ``DATABASE_URL``), in a process group of its own, stopped by
+    that group (its workers too) on exit; yields the base URL once ``/health`` answers."""
     port = port or free_port()
     out = log.open("ab") if log else subprocess.DEVNULL
     metrics_dir = Path(tempfile.mkdtemp(prefix="sentinel-api-metrics-"))
     proc = subprocess.Popen(
-        uvicorn_command(LOCALHOST, port, workers),
+        uvicorn_command(LOCALHOST, port, workers, app, factory=factory),
         env={**os.environ, **env, **workers_env(workers, metrics_dir)},
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -132,7 +144,7 @@ def api_process(
             if proc.poll() is not None:
                 break
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
+                os.killpg(proc.pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
         if log:

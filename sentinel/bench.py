@@ -6,9 +6,11 @@ output written to TimescaleDB) over a raw binary COPY of the same ticks into the
 table. The same prepared ticks go through the dataflow three times, each into emptied
 tables: one worker, two workers in one process, and a Bytewax cluster of two processes
 on 127.0.0.1 (its time includes starting the processes; ``cluster_startup_s`` is what
-that costs with no ticks at all). Every run must write the same rows. Everything runs
-against a scratch database that is dropped afterwards, and any HTTP load goes to
-127.0.0.1 only. A table goes to stderr, the JSON to stdout.
+that costs with no ticks at all). Every run must write the same rows. The API section
+(:mod:`sentinel.bench_api`) loads each read endpoint on that database and on a
+long-history one, side by side. Everything runs against scratch databases that are
+dropped afterwards, and any HTTP load goes to 127.0.0.1 only. Tables go to stderr, the
+JSON to stdout.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import US, RawBatch
 from dataflows.ticks import FlowConfig
+from sentinel.bench_api import ApiOptions, api_bench, api_table, storage_table
 from sentinel.flows import SINK_TABLES, bench_flow, write_prepared
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "GOOGL", "META", "SPY")
@@ -90,18 +93,21 @@ def make_batches(n_ticks: int, seed: int = 1, groups: int = 1) -> tuple[list[Raw
     return batches, len(trades)
 
 
+# 1-second bars of the bench's simulated trades.
+CONFIG = FlowConfig(
+    parse=ParseConfig(max_future_s=86_400, max_past_s=86_400),
+    bars=BarConfig(bar_seconds=1, allowance_s=0.5),
+    live=False,
+)
+
+
 def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
     # Two groups of symbols: with 2 workers each reads and parses its own (one reads
     # them in turn).
     batches, n = make_batches(n_ticks, groups=2)
-    config = FlowConfig(
-        parse=ParseConfig(max_future_s=86_400, max_past_s=86_400),
-        bars=BarConfig(bar_seconds=1, allowance_s=0.5),
-        live=False,
-    )
     echo(f"pipeline: {n:,} ticks through the dataflow into TimescaleDB, 1 worker")
     cpu = _CpuMeter(dsn)
-    e2e = _timed(lambda: cli_main(bench_flow(batches, dsn, config)))
+    e2e = _timed(lambda: cli_main(bench_flow(batches, dsn, CONFIG)))
     cores_1 = cpu.cores(e2e)
     counts = table_counts(dsn, COUNTED)
     echo(f"raw COPY: the same {counts['ticks']:,} ticks, binary COPY straight into `ticks`")
@@ -109,16 +115,16 @@ def pipeline(dsn: str, n_ticks: int, echo: Echo) -> dict[str, Any]:
     empty_outputs(dsn)
     echo("pipeline: the same ticks, 2 workers in one process")
     e2e_w2 = _timed(
-        lambda: cli_main(bench_flow(batches, dsn, config, partitions=2), workers_per_process=2)
+        lambda: cli_main(bench_flow(batches, dsn, CONFIG, partitions=2), workers_per_process=2)
     )
     counts_w2 = table_counts(dsn, COUNTED)
     empty_outputs(dsn)
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-") as tmp:
         echo("pipeline: a Bytewax cluster of 2 processes on 127.0.0.1, no ticks (startup)")
-        empty = write_prepared(Path(tmp) / "empty.pickle", [], dsn, config)
+        empty = write_prepared(Path(tmp) / "empty.pickle", [], dsn, CONFIG)
         startup = _timed(lambda: run_cluster(empty, 2))
         echo("pipeline: the same ticks, a Bytewax cluster of 2 processes on 127.0.0.1")
-        prepared = write_prepared(Path(tmp) / "batches.pickle", batches, dsn, config, 2)
+        prepared = write_prepared(Path(tmp) / "batches.pickle", batches, dsn, CONFIG, 2)
         cpu = _CpuMeter(dsn)
         e2e_p2 = _timed(lambda: run_cluster(prepared, 2))
         cores_p2 = cpu.cores(e2e_p2)
@@ -302,6 +308,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def fill(dsn: str, n_ticks: int) -> None:
+    """The rows the pipeline's runs write, from one unmeasured run (``api_only``)."""
+    batches, _ = make_batches(n_ticks, groups=2)
+    cli_main(bench_flow(batches, dsn, CONFIG))
+
+
 def run(
     dsn: str,
     *,
@@ -310,23 +322,34 @@ def run(
     api: bool = True,
     live: bool = True,
     soak: bool = False,
+    api_only: bool = False,
+    api_options: ApiOptions | None = None,
     table: Console | None = _STDERR,
 ) -> dict[str, Any]:
     """Every figure, measured in one run; a summary table is printed on ``table``
-    (stderr by default; None: none). ``live``: the live path through the websocket
-    (:func:`sentinel.bench_live.live_latency`, 50 symbols x 100 trades/s) for 2 minutes,
-    or with ``soak`` for 10, memory after 1 and after 10 minutes included."""
+    (stderr by default; None: none; the API section's progress goes there too).
+    ``live``: the live path through the websocket (:func:`sentinel.bench_live.live_latency`,
+    50 symbols x 100 trades/s) for 2 minutes, or with ``soak`` for 10, memory after 1 and
+    after 10 minutes included. ``api``: the API section (:mod:`sentinel.bench_api`, as
+    ``api_options`` say); ``api_only``: that alone, on the rows of one unmeasured
+    pipeline run."""
+    if api_only and not api:
+        raise ValueError("api_only needs the API section")
     host = conninfo_to_dict(dsn).get("host") or "local socket"
     result: dict[str, Any] = {"database_host": host, **machine()}
     with scratch_database(dsn) as bench:
-        result["pipeline"] = pipeline(bench, ticks, echo)
-        echo("models: stepping one symbol's model set")
-        result["models"] = models()
+        if api_only:
+            echo(f"pipeline: {ticks:,} ticks into the short database for the API (unmeasured)")
+            fill(bench, ticks)
+        else:
+            result["pipeline"] = pipeline(bench, ticks, echo)
+            echo("models: stepping one symbol's model set")
+            result["models"] = models()
         if api:
-            echo("api: load test of /forecasts/{symbol} on 127.0.0.1")
-            result["api"] = api_load(bench)
+            options = api_options or ApiOptions()
+            result["api"] = api_bench(bench, SYMBOLS, dsn, options, echo, table)
     result["peak_rss_mb"] = peak_rss_mb()
-    if live:
+    if live and not api_only:
         from sentinel.bench_live import live_latency
 
         with scratch_database(dsn, "sentinel_bench_live") as live_db:
@@ -337,10 +360,19 @@ def run(
                 echo=echo,
             )
     if table is not None:
-        table.print(summary(result))
-        if "live" in result:
-            table.print(live_summary(result["live"]))
+        print_tables(table, result)
     return result
+
+
+def print_tables(console: Console, result: dict[str, Any]) -> None:
+    """Every table the figures in ``result`` make."""
+    if "pipeline" in result:
+        console.print(summary(result))
+    if "api" in result:
+        console.print(api_table(result["api"]))
+        console.print(storage_table(result["api"]))
+    if "live" in result:
+        console.print(live_summary(result["live"]))
 
 
 LIVE_S = 120.0
@@ -405,9 +437,10 @@ def summary(result: dict[str, Any]) -> Table:
     for name, rate in rows:
         out.add_row(name, f"{rate:,}", f"{rate / raw:.2f}")
     out.add_row("models: predict+learn steps", f"{result['models']['steps_per_s']:,}", "")
-    if "api" in result:
-        rps = result["api"].get("requests_per_s")
-        out.add_row("api: /forecasts/{symbol} requests", f"{rps:,}" if rps else "-", "")
+    for side in ("short", "long"):
+        if side in result.get("api", {}):
+            rps = result["api"][side]["/forecasts/{1 s}"]["requests_per_s"]
+            out.add_row(f"api: /forecasts/{{symbol}} requests, {side} database", f"{rps:,.0f}", "")
     busy, busy_p2 = p.get("cores_busy_1_worker") or {}, p.get("cores_busy_2_processes") or {}
     out.caption = (
         f"same rows in every run: {p['same_rows_in_every_run']}; cluster startup "
@@ -417,11 +450,3 @@ def summary(result: dict[str, Any]) -> Table:
         f"{result['peak_rss_mb']} MB; git {(result['git_revision'] or 'unknown')[:12]}"
     )
     return out
-
-
-def api_load(dsn: str) -> dict[str, Any]:
-    """Serve the API on 127.0.0.1 over ``dsn`` (filled by the pipeline run) and load
-    ``/forecasts/AAPL`` for 5 s with 8 concurrent clients, at most 5,000 requests."""
-    from api.loadtest import bench_api
-
-    return bench_api({"DATABASE_URL": dsn}, "AAPL", duration_s=5, concurrency=8, max_requests=5000)

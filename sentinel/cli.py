@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="don't store raw ticks (for daily or other sparse series)",
     )
+    rep.add_argument(
+        "--chunk-interval",
+        default="auto",
+        help="chunks for the replayed history: 'auto' (sized from the file), 'off', or e.g. 365d",
+    )
     rep.add_argument("--recovery-dir", type=Path, help="Bytewax recovery: resume after a crash")
     rep.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds")
     rep.set_defaults(func=cmd_replay)
@@ -124,7 +129,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="throughput and memory, as JSON on stdout")
     bench.add_argument("--ticks", type=int, default=400_000, help="ticks through the pipeline")
-    bench.add_argument("--no-api", action="store_true", help="skip the HTTP load test")
+    api_part = bench.add_mutually_exclusive_group()
+    api_part.add_argument(
+        "--no-api", action="store_true", help="skip the API section (both databases)"
+    )
+    api_part.add_argument(
+        "--api-only", action="store_true", help="only the API section (no pipeline, no live)"
+    )
+    bench.add_argument(
+        "--no-long-history",
+        action="store_true",
+        help="API section: skip building and loading the long-history database",
+    )
+    bench.add_argument(
+        "--api-layout",
+        choices=["daily-chunks", "replay"],
+        default="daily-chunks",
+        help="long history: ticks in one-day chunks (default), or as the replay sizes them",
+    )
+    bench.add_argument(
+        "--long-span",
+        type=int,
+        default=3600,
+        help="long history: seconds of trades of the 1-second symbols (default 3600)",
+    )
+    bench.add_argument(
+        "--api-workers",
+        type=int,
+        help="API section: uvicorn worker processes (default SENTINEL_API_WORKERS)",
+    )
     bench.add_argument(
         "--no-live", action="store_true", help="skip the live latency run (2 minutes)"
     )

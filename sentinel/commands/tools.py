@@ -54,6 +54,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from sentinel.bench import run
+    from sentinel.bench_api import ApiOptions
     from sentinel.bench_live import LiveBenchError
     from sentinel.flows import tune_gc
 
@@ -67,6 +68,13 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             api=not args.no_api,
             live=not args.no_live,
             soak=args.soak,
+            api_only=args.api_only,
+            api_options=ApiOptions(
+                long_history=not args.no_long_history,
+                layout=args.api_layout,
+                second_span_s=args.long_span,
+                workers=args.api_workers or settings.api_workers,
+            ),
         )
     except LiveBenchError as exc:
         raise CommandError(f"the live bench failed: {exc}") from None
