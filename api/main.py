@@ -45,6 +45,7 @@ from api.routes import (
 from api.schemas import ErrorOut
 from api.stream import StreamHub
 from api.telemetry import MetricsMiddleware, RequestMetrics
+from sentinel.runtime import tune_gc
 from sentinel.settings import Settings, database_url, get_settings
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     dsn = app.state.dsn or database_url(settings)
     pool = make_pool(dsn, settings)
     await pool.open(wait=False)
+    if app.state.freeze_gc:  # the application is loaded: a collection mid-request walked it
+        tune_gc()
     hub = StreamHub(dsn, queue_size=settings.api_stream_queue)
     task = asyncio.create_task(hub.run(), name="sentinel-stream-listener")
     app.state.pool, app.state.hub = pool, hub
@@ -207,8 +210,10 @@ def create_app(
     *,
     dsn: str | None = None,
     clock: WallClock = system_clock,
+    freeze_gc: bool = False,
 ) -> FastAPI:
-    """The application; ``dsn`` overrides the settings' database (tests)."""
+    """The application; ``dsn`` overrides the settings' database (tests); ``freeze_gc``
+    tunes the process's garbage collector once it has started (the served app does)."""
     settings = settings or get_settings()
     app = FastAPI(
         title="Stock Sentinel",
@@ -220,6 +225,7 @@ def create_app(
     app.state.settings = settings
     app.state.dsn = dsn
     app.state.clock = clock
+    app.state.freeze_gc = freeze_gc
     app.state.pool = app.state.hub = None
     app.state.request_metrics = RequestMetrics()
     errors.install(app)
@@ -236,4 +242,4 @@ def create_app(
     return app
 
 
-app = create_app()
+app = create_app(freeze_gc=True)

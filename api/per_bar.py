@@ -22,10 +22,11 @@ SeriesSelect = Callable[[Conn, str, Window], Awaitable[list[Row]]]
 # The newest rows without a range are looked for in growing windows ending at the newest
 # bar: a query with constant time bounds is planned over the chunks it can touch, not
 # over the whole history. The first window holds twice `limit` bars and a week of gaps
-# (nights, weekends, holidays); each next one is 16 times longer; after the last, the
-# whole table (a symbol with fewer rows than `limit`).
+# (nights, weekends, holidays); the next one is 64 times longer; after it, the whole
+# table (a symbol with fewer rows than `limit`): at most three queries.
 _GAPS = timedelta(days=7)
-_WIDENINGS = 4
+_GROWTH = 64
+_WINDOWS = 2
 
 
 async def per_bar_rows(
@@ -67,10 +68,10 @@ async def _raw_rows(
         return await select(conn, symbol, window)
     end = window.end or newest["time"] + timedelta(microseconds=1)
     span = timedelta(seconds=2 * window.limit * newest["bar_seconds"]) + _GAPS
-    for _ in range(_WIDENINGS):
+    for _ in range(_WINDOWS):
         start = max(end - span, EARLIEST) if end - EARLIEST > span else EARLIEST
         rows = await select(conn, symbol, replace(window, start=start, end=end))
         if len(rows) >= window.limit:
             return rows
-        span *= 16
+        span *= _GROWTH
     return await select(conn, symbol, window)

@@ -15,7 +15,6 @@ Connectors take plain arguments; this module reads :class:`Settings` to build th
 
 from __future__ import annotations
 
-import gc
 import logging
 import pickle
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import RawBatch
 from dataflows.ticks import FlowConfig, Sinks, build_flow
+from sentinel.runtime import tune_gc
 from sentinel.settings import Settings, database_url, get_settings, parse_interval
 
 __all__ = [
@@ -144,18 +144,6 @@ def timescale_sinks(
 # scipy and River leave at import. The flow's own objects hold no cycles worth hunting
 # often. Measured on `sentinel bench` ticks: parse 4.9 us/tick with the default, 2.5
 # with the collector off.
-_GC_THRESHOLDS = (100_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """For a process that runs a dataflow: everything loaded so far moves to the
-    collector's permanent generation (never walked again), and young collections run
-    every 100,000 allocations instead of 700."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
-
-
 def live_flow(settings: Settings | None = None, partitions: int | None = None) -> Dataflow:
     """The live pipeline: the feed journal (written by ``sentinel feed``) into TimescaleDB.
     ``partitions``: of each table's sink, one per worker of the whole cluster (default:

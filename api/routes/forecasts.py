@@ -3,18 +3,15 @@ history of forecasts in a time range."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import PoolDep, ReadAccess, SettingsDep, on_the_loop
 from api.errors import not_found, responses
 from api.params import WindowQuery
-from api.queries.base import Conn, Row
-from api.queries.forecasts import forecast_history, latest_forecasts
-from api.queries.models import latest_checkpoints, latest_scores
+from api.queries.forecasts import forecast_history, latest_forecasts_with_scores
 from api.queries.tickers import symbol_known
 from api.responses import RowsJSON
 from api.schemas import ForecastsOut, Target
@@ -40,18 +37,6 @@ class ForecastFilter:
 FilterQuery = Annotated[ForecastFilter, Depends(on_the_loop(ForecastFilter))]
 
 
-def scores_by_model(rows: list[Row]) -> dict[str, dict[str, Any]]:
-    """Latest `model_scores` rows -> {model: {"scores": {metric: value}, "time": newest}}."""
-    out: dict[str, dict[str, Any]] = defaultdict(lambda: {"scores": {}, "time": None})
-    for r in rows:
-        entry = out[r["model"]]
-        entry["scores"][r["metric"]] = r["value"]
-        entry["target"] = r["target"]
-        if entry["time"] is None or r["time"] > entry["time"]:
-            entry["time"] = r["time"]
-    return dict(out)
-
-
 @router.get("/{symbol}", response_model=ForecastsOut, responses=responses(401, 403, 404, 422, 503))
 async def get_forecasts(
     pool: PoolDep, settings: SettingsDep, params: WindowQuery, only: FilterQuery
@@ -68,7 +53,9 @@ async def get_forecasts(
     latest = params.start is None and params.end is None
     async with pool.connection() as conn:
         if latest:
-            forecasts = await _latest(conn, sym, only)
+            forecasts = await latest_forecasts_with_scores(
+                conn, sym, only.model, only.target, only.horizon
+            )
         else:
             window = query.window(None, settings)
             rows = await forecast_history(conn, sym, window, only.model, only.target, only.horizon)
@@ -77,17 +64,3 @@ async def get_forecasts(
             raise not_found(f"unknown symbol {sym!r}: no ticker and no forecasts")
     mode = "latest" if latest else "history"
     return RowsJSON({"symbol": sym, "mode": mode, "count": len(forecasts), "forecasts": forecasts})
-
-
-async def _latest(conn: Conn, sym: str, only: ForecastFilter) -> list[Row]:
-    rows = await latest_forecasts(conn, sym, only.model, only.target, only.horizon)
-    if not rows:
-        return []
-    scores = scores_by_model(await latest_scores(conn, sym, only.model))
-    checkpoints = {c["model"]: c["time"] for c in await latest_checkpoints(conn, sym, only.model)}
-    for r in rows:
-        model = scores.get(r["model"], {})
-        r["scores"] = model.get("scores", {})
-        r["scores_time"] = model.get("time")
-        r["last_checkpoint"] = checkpoints.get(r["model"])
-    return rows

@@ -7,14 +7,10 @@ from fastapi import APIRouter
 from api.deps import PoolDep, ReadAccess
 from api.errors import not_found, responses
 from api.params import SymbolPath
-from api.queries.forecasts import latest_forecasts
-from api.queries.models import latest_checkpoints, latest_scores
+from api.queries.models import model_rows
 from api.queries.tickers import symbol_known
 from api.responses import RowsJSON
-from api.routes.forecasts import scores_by_model
-from api.schemas import CheckpointOut, ModelsOut
-
-CHECKPOINT_FIELDS = tuple(CheckpointOut.model_fields)
+from api.schemas import ModelsOut
 
 router = APIRouter(prefix="/models", tags=["models"], dependencies=[ReadAccess])
 
@@ -27,23 +23,8 @@ async def get_models(symbol: SymbolPath, pool: PoolDep) -> RowsJSON:
     left out. 404 for a symbol with no ticker and no model rows."""
     sym = symbol.upper()
     async with pool.connection() as conn:
-        scores = scores_by_model(await latest_scores(conn, sym))
-        checkpoints = {c["model"]: c for c in await latest_checkpoints(conn, sym)}
-        targets = {f["model"]: f["target"] for f in await latest_forecasts(conn, sym)}
-        names = sorted(set(scores) | set(checkpoints) | set(targets))
+        models = await model_rows(conn, sym)
         tables = ["model_scores", "model_checkpoints"]
-        if not names and not await symbol_known(conn, sym, tables):
+        if not models and not await symbol_known(conn, sym, tables):
             raise not_found(f"unknown symbol {sym!r}: no ticker and no models")
-    models = []
-    for name in names:
-        s, c = scores.get(name, {}), checkpoints.get(name)
-        models.append(
-            {
-                "model": name,
-                "target": s.get("target") or targets.get(name),
-                "scores": s.get("scores", {}),
-                "scores_time": s.get("time"),
-                "checkpoint": {k: c[k] for k in CHECKPOINT_FIELDS} if c else None,
-            }
-        )
     return RowsJSON({"symbol": sym, "models": models})
