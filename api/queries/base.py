@@ -16,7 +16,9 @@ Conn = AsyncConnection[Any]
 
 
 async def fetch(conn: Conn, query: Query, params: Any = None) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
+    """The rows of ``query``, as dicts. Results come in PostgreSQL's binary format: times
+    and floats load several times faster than from text."""
+    async with conn.cursor(row_factory=dict_row, binary=True) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()
 

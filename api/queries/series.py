@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from psycopg import sql
@@ -43,6 +44,7 @@ _BUCKETED_METRICS = """
     last(ewma_vol_ann, time) AS ewma_vol_ann, last(sharpe, time) AS sharpe,
     last(bars_seen, time) AS bars_seen
 """
+_SET = datetime.max.replace(tzinfo=UTC)  # a bound that is given, when composing the text
 _RAW = "SELECT {cols} FROM {t} WHERE {where} ORDER BY time {dir} LIMIT %(limit)s"
 _BUCKETED = "SELECT {cols} FROM {t} WHERE {where} GROUP BY 1 ORDER BY 1 {dir} LIMIT %(limit)s"
 
@@ -70,18 +72,46 @@ async def series_rows(
     filters: Mapping[str, Any] | None = None,
 ) -> list[Row]:
     """Rows of one symbol in a window, raw or (``bucketed`` select list) re-bucketed."""
-    where, params = where_equal({"symbol": symbol, **(filters or {})})
-    bounds, bound_params = time_bounds("time", window.start, window.end, ("start", "end"))
-    params |= bound_params | {"limit": window.limit}
+    given = {k: v for k, v in (filters or {}).items() if v is not None}
+    query = _series_sql(
+        table,
+        tuple(columns),
+        bucketed,
+        tuple(given),
+        window.start is not None,
+        window.end is not None,
+        window.order,
+    )
+    params = {f"f_{k}": v for k, v in given.items()} | {"f_symbol": symbol}
+    params |= {"start": window.start, "end": window.end, "limit": window.limit}
     if bucketed is not None:
         params["interval_s"] = window.interval_s
+    return await fetch(conn, query, params)
+
+
+@functools.lru_cache(maxsize=256)
+def _series_sql(
+    table: str,
+    columns: tuple[str, ...],
+    bucketed: str | None,
+    filter_names: tuple[str, ...],
+    has_start: bool,
+    has_end: bool,
+    order: str,
+) -> bytes:
+    """Composed once per shape (the same text each time: the connection's prepared
+    statement serves it)."""
+    where, _ = where_equal(dict.fromkeys(("symbol", *filter_names), True))
+    bounds, _ = time_bounds(
+        "time", _SET if has_start else None, _SET if has_end else None, ("start", "end")
+    )
     query = sql.SQL(_RAW if bucketed is None else _BUCKETED).format(
         cols=column_list(columns) if bucketed is None else sql.SQL(bucketed),
         t=sql.Identifier(table),
         where=and_all([where, *bounds]),
-        dir=sql.SQL("ASC" if window.order == "asc" else "DESC"),
+        dir=sql.SQL("ASC" if order == "asc" else "DESC"),
     )
-    return await fetch(conn, query, params)
+    return query.as_bytes(None)
 
 
 async def bar_rows(conn: Conn, symbol: str, window: Window) -> list[Row]:
