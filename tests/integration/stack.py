@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from connectors.timescale.specs import SPECS
 from tests.integration.procs import running, wait_until
 from timescale.embedded import free_port
 
@@ -160,3 +162,32 @@ def unbarred_ticks(dsn: str, bar_s: int = 5) -> dict[str, int]:
             [bar_s],
         ).fetchall()
     return {s: int(ticks) - int(trades) for s, trades, ticks in rows}
+
+
+def latest_mismatches(dsn: str) -> dict[str, int]:
+    """Per latest table, the rows that differ from the newest row of each key of its
+    hypertable (both ways), in one statement each: one snapshot, so rows being written
+    meanwhile (in the same transactions as their latest rows) cannot make a difference."""
+    out = {}
+    with psycopg.connect(dsn) as conn:
+        for spec in SPECS.values():
+            if spec.latest_key is None:
+                continue
+            keys = sql.SQL(", ").join(map(sql.Identifier, spec.latest_key))
+            newest = sql.SQL(", ").join(
+                sql.SQL("{} DESC").format(sql.Identifier(c)) for c in spec.newest_by
+            )
+            query = sql.SQL(
+                """WITH h AS (SELECT DISTINCT ON ({k}) * FROM {t} ORDER BY {k}, {n}),
+                        l AS (SELECT * FROM {latest})
+                   SELECT (SELECT count(*) FROM (SELECT * FROM l EXCEPT SELECT * FROM h) a)
+                        + (SELECT count(*) FROM (SELECT * FROM h EXCEPT SELECT * FROM l) b)"""
+            ).format(
+                k=keys,
+                n=newest,
+                t=sql.Identifier(spec.table),
+                latest=sql.Identifier(f"{spec.table}_latest"),
+            )
+            row = conn.execute(query).fetchone()
+            out[spec.table] = int(row[0]) if row else -1
+    return out

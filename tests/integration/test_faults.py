@@ -19,6 +19,7 @@ from tests.integration.procs import wait_until
 from tests.integration.stack import (
     LiveStack,
     late_rejects,
+    latest_mismatches,
     live_stack,
     missing_bars,
     return_mismatches,
@@ -37,6 +38,8 @@ def assert_nothing_lost(dsn: str) -> None:
     assert late_rejects(dsn) == 0
     assert return_mismatches(dsn) == []
     assert unbarred_ticks(dsn) == dict.fromkeys(SYMBOLS.split(","), 0)
+    # the latest tables, written in the rows' transactions, agree with the hypertables
+    assert set(latest_mismatches(dsn).values()) == {0}, latest_mismatches(dsn)
 
 
 @pytest.mark.slow
