@@ -85,6 +85,7 @@ class Stack:
         for child in self.children:
             code = child.proc.poll()
             if code is not None and child.restart_at is None:
+                kill_group(child.proc)  # what it leaves behind (uvicorn's workers) goes too
                 quick = now - child.started_at < self.healthy_s
                 child.failures = child.failures + 1 if quick else 1
                 delay = min(self.backoff_max_s, self.backoff_s * 2 ** (child.failures - 1))
@@ -128,14 +129,25 @@ class Stack:
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL, each given ``timeout`` seconds."""
+    """SIGINT, then SIGTERM, then SIGKILL, each given ``timeout`` seconds; then whatever
+    is left of its process group."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         if proc.poll() is not None:
-            return
+            break
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
+    kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to what is left of the process group of ``proc`` (an exited child started
+    in a session of its own). A child killed with -9 cannot stop its own children: the
+    API's uvicorn workers would go on serving its port, and the restarted API could not
+    bind it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def wait_for_port(host: str, port: int, timeout: float, child: Child | None = None) -> None:

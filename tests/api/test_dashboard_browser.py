@@ -72,7 +72,9 @@ if not CHROMIUM.is_file():
 def stack(
     server_dsn: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveStack]:
-    env = {"SENTINEL_SYMBOLS": SYMBOLS, "SENTINEL_BAR": "1s"}
+    # Two API workers, as on a machine with two cores: killing the API with -9 must
+    # take its workers too, or they go on serving and the restarted API cannot bind.
+    env = {"SENTINEL_SYMBOLS": SYMBOLS, "SENTINEL_BAR": "1s", "SENTINEL_API_WORKERS": "2"}
     with (
         scratch_db(server_dsn, template_db) as dsn,
         live_stack(tmp_path_factory.mktemp("up"), env, dsn) as up,

@@ -91,6 +91,10 @@ def up_env(tmp_path: Path, db: str | None, bar: str) -> dict[str, str]:
         "SENTINEL_SIM_PORT": str(free_port()),
         "SENTINEL_API_PORT": str(free_port()),
         "SENTINEL_BAR": bar,
+        # One API worker: these runs are about the pipeline, and each worker costs its
+        # start-up; several are tested on their own (tests/api/test_workers.py, and the
+        # dashboard's stack, whose API is killed with -9).
+        "SENTINEL_API_WORKERS": "1",
     }
     if db is not None:
         env["DATABASE_URL"] = db

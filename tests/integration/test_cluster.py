@@ -99,7 +99,8 @@ def test_up_runs_a_cluster_and_restarts_it_whole(db: str, tmp_path: Path) -> Non
             return None
 
         wait_until(lambda: _bars(db) > 0, 30, "bars from the cluster", log)
-        assert "a cluster of 2 processes" in log.read_text()
+        # printed once the API is up too, which may come after the first bars
+        wait_until(lambda: "a cluster of 2 processes" in log.read_text(), 30, "the banner", log)
         killed, survivor = dataflow(1), dataflow(0)
         assert killed is not None
         assert survivor is not None

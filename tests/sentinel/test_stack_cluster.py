@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from sentinel.stack import Stack
+from tests.integration.procs import wait_until
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -85,3 +86,33 @@ def test_a_child_without_a_group_restarts_alone(supervised: tuple[Stack, Clock])
     assert event.startswith("feed was killed by SIGKILL; restarting it in 1.0 s")
     assert other.proc.poll() is None
     assert other.restart_at is None
+
+
+def test_a_child_killed_with_sigkill_takes_its_own_children_with_it(
+    supervised: tuple[Stack, Clock], tmp_path: Path
+) -> None:
+    """As uvicorn's workers: a child killed with -9 cannot stop them, the stack does."""
+    stack, _ = supervised
+    pid_file = tmp_path / "worker.pid"
+    parent = (
+        "import subprocess, sys, time\n"
+        f"w = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(w.pid))\n"
+        "time.sleep(120)\n"
+    )
+    api = stack.spawn("api", [sys.executable, "-c", parent], {})
+    wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", 30, "the worker")
+    worker = int(pid_file.read_text())
+    api.proc.kill()
+    api.proc.wait(10)
+    assert _alive(worker), "orphaned, and still running"
+    stack.supervise()
+    wait_until(lambda: not _alive(worker), 10, "the worker gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
