@@ -119,8 +119,12 @@ class _Statements(NamedTuple):
 
 
 class _Latest(NamedTuple):
-    """How a chunk keeps ``<table>_latest`` current: its newest row per key, upserted."""
+    """How a chunk keeps ``<table>_latest`` current: its newest row per key, COPYed into a
+    stage of its own and upserted from there in one statement (an ``executemany`` cost
+    25 us of Python a row, in the writer threads, taken from the dataflow's time)."""
 
+    create_stage: sql.Composed
+    copy: sql.Composed
     upsert: sql.Composed
     key: Callable[[Row], Any]
     order: Callable[[Row], Any]
@@ -131,20 +135,11 @@ def _statements(spec: TableSpec) -> _Statements:
     stage = sql.Identifier(f"sentinel_stage_{spec.table}")
     stage_types = [_STAGE_TYPES.get(t, t) for t in spec.pg_types]
     cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-    definitions = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
-        for c, t in zip(spec.columns, stage_types, strict=True)
-    )
-    exprs = sql.SQL(", ").join(
-        _select_expr(c, t) for c, t in zip(spec.columns, spec.pg_types, strict=True)
-    )
     insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM pg_temp.{}").format(
-        sql.Identifier(spec.table), cols, exprs, stage
+        sql.Identifier(spec.table), cols, _select_exprs(spec), stage
     )
     return _Statements(
-        create_stage=sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS"
-        ).format(stage, definitions),
+        create_stage=_create_stage(spec, stage),
         copy=sql.SQL("COPY pg_temp.{} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
         insert_skipping=sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
             insert, sql.SQL(", ").join(map(sql.Identifier, spec.key))
@@ -159,16 +154,36 @@ def _statements(spec: TableSpec) -> _Statements:
     )
 
 
+def _create_stage(spec: TableSpec, stage: sql.Identifier) -> sql.Composed:
+    """A temporary table for ``spec``'s rows as the sink holds them (times as int8
+    microseconds, JSON as text), emptied at each commit."""
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_STAGE_TYPES.get(t, t)))
+        for c, t in zip(spec.columns, spec.pg_types, strict=True)
+    )
+    return sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
+        stage, definitions
+    )
+
+
+def _select_exprs(spec: TableSpec) -> sql.Composable:
+    return sql.SQL(", ").join(
+        _select_expr(c, t) for c, t in zip(spec.columns, spec.pg_types, strict=True)
+    )
+
+
 def _latest_statements(spec: TableSpec) -> _Latest | None:
-    """``INSERT INTO <table>_latest ... ON CONFLICT (<latest key>) DO UPDATE``, replacing
-    the stored row only with a newer one (so a replayed row changes nothing)."""
+    """``INSERT INTO <table>_latest ... ON CONFLICT (<latest key>) DO UPDATE`` from a
+    stage, replacing the stored row only with a newer one (so a replayed row changes
+    nothing)."""
     if spec.latest_key is None:
         return None
     latest = sql.Identifier(f"{spec.table}_latest")
-    idents = [sql.Identifier(c) for c in spec.columns]
+    stage = sql.Identifier(f"sentinel_latest_{spec.table}")
+    cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
     updates = sql.SQL(", ").join(
-        sql.SQL("{} = EXCLUDED.{}").format(i, i)
-        for c, i in zip(spec.columns, idents, strict=True)
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+        for c in spec.columns
         if c not in spec.latest_key
     )
     newest_by = spec.newest_by
@@ -177,29 +192,24 @@ def _latest_statements(spec: TableSpec) -> _Latest | None:
         sql.SQL(", ").join(sql.Identifier("excluded", c) for c in newest_by),
     )
     upsert = sql.SQL(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} WHERE {}"
+        "INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT ({}) DO UPDATE SET {} WHERE {}"
     ).format(
         latest,
-        sql.SQL(", ").join(idents),
-        sql.SQL(", ").join(_param_expr(t) for t in spec.pg_types),
+        cols,
+        _select_exprs(spec),
+        stage,
         sql.SQL(", ").join(map(sql.Identifier, spec.latest_key)),
         updates,
         newer,
     )
     position = spec.columns.index
     return _Latest(
+        create_stage=_create_stage(spec, stage),
+        copy=sql.SQL("COPY pg_temp.{} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
         upsert=upsert,
         key=operator.itemgetter(*map(position, spec.latest_key)),
         order=operator.itemgetter(*map(position, newest_by)),
     )
-
-
-def _param_expr(pg_type: str) -> sql.Composable:
-    """A parameter of a row as the sink holds it (times as int microseconds, JSON as
-    text), cast to its column's type."""
-    if pg_type == TIME:
-        return sql.SQL("'epoch'::timestamptz + %s::int8 * interval '1 microsecond'")
-    return sql.SQL("%s::{}").format(sql.SQL(pg_type))
 
 
 def _newest_per_key(rows: Sequence[Row], latest: _Latest) -> list[Row]:
@@ -400,7 +410,8 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
         """Bring ``<table>_latest`` up to date with ``rows``, in their transaction."""
         latest = self._sql.latest
         if latest is not None:
-            cur.executemany(latest.upsert, _newest_per_key(rows, latest))
+            _copy_rows(cur, latest.copy, self._sql.stage_types, _newest_per_key(rows, latest))
+            cur.execute(latest.upsert)
 
     def _isolate(self, rows: Sequence[Row], exc: Exception) -> None:
         """Write every row of a refused chunk but the ones refused on their own."""
@@ -475,6 +486,8 @@ class _TimescalePartition(StatelessSinkPartition[Sequence[Row]]):
             conn.adapters.register_dumper(None, _JsonTextJsonbDumper)
             try:
                 conn.execute(self._sql.create_stage)
+                if self._sql.latest is not None:
+                    conn.execute(self._sql.latest.create_stage)
                 if self._span_us is None:
                     self._span_us = _max_span_us(conn, self._spec)
             except BaseException:
