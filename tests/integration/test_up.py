@@ -17,7 +17,7 @@ from timescale.embedded import _pid_alive
 def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
     log = tmp_path / "up.log"
     env = up_env(tmp_path, db, "1s")
-    with running(["-m", "sentinel", "up", "--duration", "40"], env, log) as proc:
+    with running(["-m", "sentinel", "up", "--duration", "25"], env, log) as proc:
         lines: list[tuple[int, int]] = []
 
         def grown() -> bool:
