@@ -17,13 +17,12 @@ ceiling in the same run as the figures it vouches for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -289,14 +288,6 @@ def client_ceiling(*, duration_s: float = 3, concurrency: int = 8) -> dict[str, 
         return report["trivial"]
 
 
-@contextlib.contextmanager
-def serve_api(env: Mapping[str, str], workers: int = 1) -> Iterator[str]:
-    """``uvicorn api.main:app`` in a child process with ``workers`` worker processes
-    (``env`` must hold ``DATABASE_URL``); yields its base URL once healthy."""
-    with api_process(env, workers=workers) as base_url:
-        yield base_url
-
-
 def bench_api(
     env: Mapping[str, str],
     paths: Mapping[str, str],
@@ -308,7 +299,7 @@ def bench_api(
 ) -> dict[str, dict[str, Any]]:
     """``sentinel bench``'s API part: serve the API in a child process (``env`` must hold
     ``DATABASE_URL``), load each of ``paths`` in turn, stop it."""
-    with serve_api(env, workers) as base_url:
+    with api_process(env, workers=workers) as base_url:
         return load_endpoints(
             base_url,
             paths,

@@ -8,22 +8,16 @@ from __future__ import annotations
 from psycopg import sql
 
 from api.queries.base import Conn, Row, fetch_one
-
-# The hypertables that have a ``_latest`` table, and its key.
-LATEST_KEYS: dict[str, tuple[str, ...]] = {
-    "ticks": ("symbol",),
-    "bars": ("symbol",),
-    "bar_metrics": ("symbol",),
-    "forecasts": ("symbol", "model", "target", "horizon"),
-    "model_scores": ("symbol", "model", "target", "metric"),
-    "model_checkpoints": ("symbol", "model"),
-}
+from connectors.timescale.specs import SPECS
 
 
-def latest_table(table: str) -> sql.Identifier:
-    if table not in LATEST_KEYS:
-        raise ValueError(f"{table!r} has no latest table")
-    return sql.Identifier(f"{table}_latest")
+def probe_table(table: str) -> sql.Identifier:
+    """Where to look for a symbol's rows of ``table``: its latest table when it has one
+    (the keys are the sinks' specs'), else the table itself."""
+    spec = SPECS.get(table)
+    if spec is not None and spec.latest_key is not None:
+        return sql.Identifier(f"{table}_latest")
+    return sql.Identifier(table)
 
 
 async def newest_bar(conn: Conn, symbol: str) -> Row | None:

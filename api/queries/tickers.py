@@ -8,7 +8,7 @@ from typing import Literal
 from psycopg import sql
 
 from api.queries.base import Conn, Row, column_list, fetch, fetch_one, where_equal
-from api.queries.latest import LATEST_KEYS, latest_table
+from api.queries.latest import probe_table
 
 TICKER_COLUMNS = ("symbol", "active", "added_at", "updated_at", "calendar")
 _RETURNING = sql.SQL("RETURNING {}").format(column_list(TICKER_COLUMNS))
@@ -82,9 +82,7 @@ async def symbol_known(conn: Conn, symbol: str, tables: Sequence[str]) -> bool:
     table if it has one: a probe of a hypertable is planned over all its chunks)."""
     probes: list[sql.Composable] = [sql.SQL("EXISTS (SELECT 1 FROM tickers WHERE symbol = %(s)s)")]
     probes += [
-        sql.SQL("EXISTS (SELECT 1 FROM {} WHERE symbol = %(s)s)").format(
-            latest_table(t) if t in LATEST_KEYS else sql.Identifier(t)
-        )
+        sql.SQL("EXISTS (SELECT 1 FROM {} WHERE symbol = %(s)s)").format(probe_table(t))
         for t in tables
     ]
     query = sql.SQL("SELECT {} AS known").format(sql.SQL(" OR ").join(probes))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from api.loadtest import bench_api, client_ceiling, load_test, serve_api, trivial_app
+from api.loadtest import bench_api, client_ceiling, load_test, trivial_app
 from api.main import create_app
-from api.serve import serve_in_thread
+from api.serve import api_process, serve_in_thread
 from tests.api.conftest import settings
 from timescale.embedded import free_port
 
@@ -76,7 +76,7 @@ def test_bench_serves_the_production_app_and_stops_it(filled_db: str) -> None:
 
 @pytest.mark.slow
 def test_the_api_serves_with_several_workers_and_all_of_them_stop(filled_db: str) -> None:
-    with serve_api({"DATABASE_URL": filled_db}, workers=2) as base_url:
+    with api_process({"DATABASE_URL": filled_db}, workers=2) as base_url:
         assert httpx.get(f"{base_url}/health", timeout=10).status_code == 200
         port = int(base_url.rsplit(":", 1)[1])
     # No worker lives on holding the socket.
