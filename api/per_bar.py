@@ -42,34 +42,29 @@ async def per_bar_rows(
     placed from the symbol's newest bar. 404 for a symbol with no ticker and no rows in
     ``table``; 422 for a range asked whole that holds too many."""
     async with pool.connection() as conn:
-        newest = await newest_bar(conn, symbol)
         if query.interval_s:
+            newest = await newest_bar(conn, symbol) if query.end is None else None
             newest_time = newest["time"] if newest else None
             rows = await select(conn, symbol, query.window(newest_time, settings))
         else:
-            rows = await _raw_rows(conn, select, symbol, query, settings, newest)
+            rows = await _raw_rows(conn, select, symbol, query.window(None, settings))
         if not rows and not await symbol_known(conn, symbol, [table]):
             raise not_found(f"unknown symbol {symbol!r}: no ticker and no {noun}")
     return query.checked(rows, settings)
 
 
-async def _raw_rows(
-    conn: Conn,
-    select: SeriesSelect,
-    symbol: str,
-    query: SeriesQuery,
-    settings: Settings,
-    newest: Row | None,
-) -> list[Row]:
-    window = query.window(None, settings)
-    if newest is None:
-        return []
+async def _raw_rows(conn: Conn, select: SeriesSelect, symbol: str, window: Window) -> list[Row]:
+    """The window's rows; without a start, newest first, in growing windows from the
+    symbol's newest bar."""
     if window.start is not None or window.order != "desc":
         return await select(conn, symbol, window)
+    newest = await newest_bar(conn, symbol)
+    if newest is None:
+        return []
     end = window.end or newest["time"] + timedelta(microseconds=1)
     span = timedelta(seconds=2 * window.limit * newest["bar_seconds"]) + _GAPS
     for _ in range(_WINDOWS):
-        start = max(end - span, EARLIEST) if end - EARLIEST > span else EARLIEST
+        start = end - span if end - EARLIEST > span else EARLIEST
         rows = await select(conn, symbol, replace(window, start=start, end=end))
         if len(rows) >= window.limit:
             return rows
