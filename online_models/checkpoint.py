@@ -22,7 +22,7 @@ from typing import Any
 
 from dataflows.records import ModelCheckpoint
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the range variances in the features
 SHARED_MODEL = "_shared"
 PIPELINE_MODEL = "_pipeline"
 ANOMALY_MODEL = "anomaly"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import NormalDist
 
-VOLATILITY_MODELS = ("har", "ewma", "last", "rolling")
+VOLATILITY_MODELS = ("har", "range_har", "ewma", "last", "rolling")
 RETURN_MODELS = ("linear", "zero")
 
 

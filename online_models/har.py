@@ -12,7 +12,7 @@ from online_models.features import WINDOW_NAMES
 _FLOOR = 1e-2  # short-window variance floor, as a fraction of the long one (zero returns)
 
 
-def _log_ratio(value: float, ref: float) -> float:
+def log_ratio(value: float, ref: float) -> float:
     """``log(value / ref + floor)``; a variance a hair below zero (rounding) counts as 0."""
     return math.log(max(value / ref, 0.0) + _FLOOR)
 
@@ -78,6 +78,8 @@ class HARVolatility(base.Regressor):
     0.0187
     """
 
+    reference = "rv_long"  # the feature the forecast is a multiple of
+
     def __init__(
         self,
         regressor: base.Regressor | None = None,
@@ -98,23 +100,31 @@ class HARVolatility(base.Regressor):
     def _design(
         self, x: dict[base.typing.FeatureName, Any]
     ) -> dict[base.typing.FeatureName, float] | None:
-        ref = x.get("rv_long", 0.0)
+        ref = x.get(self.reference, 0.0)
         if not ref > 0:
             return None
         phi: dict[base.typing.FeatureName, float] = {
-            f"log_rv_{name}": _log_ratio(x.get(f"rv_{name}", ref), ref)
-            for name in WINDOW_NAMES[:-1]
+            f"log_rv_{name}": log_ratio(x.get(f"rv_{name}", ref), ref) for name in WINDOW_NAMES[:-1]
         }
-        phi["log_ewma"] = _log_ratio(x.get("ewma_var", ref), ref)
+        phi["log_ewma"] = log_ratio(x.get("ewma_var", ref), ref)
         if self.leverage:
-            scale = math.sqrt(ref)
-            for name in WINDOW_NAMES:
-                phi[f"neg_{name}"] = min(x.get(f"ret_{name}", 0.0), 0.0) / scale
-            phi["abs_short"] = abs(x.get("ret_short", 0.0)) / scale
+            self._leverage(phi, x, math.sqrt(ref))
         phi["const"] = 1.0
         return phi
 
-    def _log_ratio(self, phi: dict[base.typing.FeatureName, float]) -> float:
+    @staticmethod
+    def _leverage(
+        phi: dict[base.typing.FeatureName, float],
+        x: dict[base.typing.FeatureName, Any],
+        scale: float,
+    ) -> None:
+        """The negative parts of the mean returns and the last absolute return, in
+        units of ``scale``."""
+        for name in WINDOW_NAMES:
+            phi[f"neg_{name}"] = min(x.get(f"ret_{name}", 0.0), 0.0) / scale
+        phi["abs_short"] = abs(x.get("ret_short", 0.0)) / scale
+
+    def _eta(self, phi: dict[base.typing.FeatureName, float]) -> float:
         eta = float(self._regressor.predict_one(phi))
         return max(-self.max_log_ratio, min(self.max_log_ratio, eta))
 
@@ -122,12 +132,12 @@ class HARVolatility(base.Regressor):
         phi = self._design(x)
         if phi is None:
             return
-        eta = self._log_ratio(phi)
-        u = min(y / (x["rv_long"] * math.exp(eta)), self.clip)
+        eta = self._eta(phi)
+        u = min(y / (x[self.reference] * math.exp(eta)), self.clip)
         self._regressor.learn_one(phi, eta + u - 1.0)
 
     def predict_one(self, x: dict[base.typing.FeatureName, Any]) -> base.typing.RegTarget:
         phi = self._design(x)
         if phi is None:
             return max(float(x.get("ewma_var", 0.0)), 0.0)
-        return float(x["rv_long"] * math.exp(self._log_ratio(phi)))
+        return float(x[self.reference] * math.exp(self._eta(phi)))

@@ -10,6 +10,7 @@ from online_models.ewma import EWMAVolatility
 from online_models.har import HARVolatility
 from online_models.last import LastVolatility
 from online_models.linear_return import LinearReturn
+from online_models.range_har import RangeHARVolatility
 from online_models.rolling import RollingVolatility
 from online_models.zero import ZeroReturn
 
@@ -22,6 +23,7 @@ BASELINES = {VOLATILITY: "ewma", RETURN: "zero"}
 def default_volatility_models(config: ModelConfig) -> dict[str, base.Regressor]:
     return {
         "har": HARVolatility(),
+        "range_har": RangeHARVolatility(),
         "ewma": EWMAVolatility(decay=config.ewma_lambda),
         "last": LastVolatility(),
         "rolling": RollingVolatility(window_size=config.har_windows[-1]),

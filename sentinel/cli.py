@@ -27,6 +27,23 @@ from timescale.embedded import EmbeddedDatabaseError
 # -- wiring -------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text}")
+    return value
+
+
+def _horizons(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not whole numbers separated by commas: {text}") from None
+    if 1 not in values or min(values) < 1 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"distinct horizons >= 1, including 1: {text}")
+    return tuple(sorted(values))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sentinel", description="Stock Sentinel: real-time stock analytics on TimescaleDB."
@@ -166,9 +183,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=cmd_bench)
 
-    ev = sub.add_parser("evaluate", help="score the online models on the S&P 500, vs GARCH")
-    ev.add_argument("--burn-in", type=int, default=250, help="days before scoring starts")
-    ev.add_argument("--garch-refit", type=int, default=20, help="days between GARCH refits")
+    ev = sub.add_parser(
+        "evaluate", help="score the online models on the S&P 500, vs the GARCH family"
+    )
+    ev.add_argument(
+        "--series",
+        choices=("sp500", "nasdaq"),
+        default="sp500",
+        help="daily series shipped by arch: sp500 (designed on) or nasdaq (held out)",
+    )
+    ev.add_argument("--burn-in", type=_positive, default=250, help="days before scoring starts")
+    ev.add_argument(
+        "--garch-refit", type=_positive, default=20, help="days between GARCH-family refits"
+    )
+    ev.add_argument(
+        "--horizons",
+        type=_horizons,
+        default=(1, 5, 22),
+        help="bars ahead, comma-separated (default 1,5,22)",
+    )
+    ev.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the forecasts into a PNG")
     ev.set_defaults(func=cmd_evaluate)
 
     arc = sub.add_parser("archive", help="archive the ticks of past days to Parquet")

@@ -37,13 +37,38 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from online_models.sp500 import format_table
-    from sentinel.evaluate import evaluate
+    from rich.markup import escape
+    from rich.progress import Progress, TaskID
 
-    with console.status("replaying the S&P 500 daily series through the dataflow..."):
-        evaluation, flow_seconds = evaluate(burn_in=args.burn_in, garch_refit=args.garch_refit)
-    out.print(format_table(evaluation))
+    from online_models.sp500 import format_table
+    from sentinel.evaluate import evaluate, plot
+
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise CommandError(f"--plot writes a PNG: {args.plot} does not end in .png")
+    if args.plot is not None and not args.plot.parent.is_dir():
+        raise CommandError(f"--plot: no directory {args.plot.parent}")
+    with Progress(console=console, transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                label = "dataflow, all models" if what == "dataflow" else f"refitting {what}"
+                tasks[what] = bar.add_task(label, total=total)
+            bar.update(tasks[what], completed=done, total=total)
+
+        evaluation, flow_seconds = evaluate(
+            args.series,
+            burn_in=args.burn_in,
+            garch_refit=args.garch_refit,
+            horizons=args.horizons,
+            progress=progress,
+        )
+    out.print(escape(format_table(evaluation)))
     out.print(f"\ndataflow: {flow_seconds:.1f} s for the whole series (all models, all outputs)")
+    if args.plot is not None:
+        with console.status(f"drawing {args.plot}..."):
+            path = plot(evaluation, args.plot)
+        out.print(f"plot: {path}")
     return 0
 
 

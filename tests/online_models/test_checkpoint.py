@@ -41,7 +41,17 @@ def original(trained_once: bytes) -> SymbolModels:
 def test_rows_have_the_sink_format(original: SymbolModels) -> None:
     rows = original.checkpoint(123)
     names = {r.model for r in rows}
-    assert names == {"_shared", "anomaly", "har", "ewma", "last", "rolling", "linear", "zero"}
+    assert names == {
+        "_shared",
+        "anomaly",
+        "har",
+        "range_har",
+        "ewma",
+        "last",
+        "rolling",
+        "linear",
+        "zero",
+    }
     for row in rows:
         time_us, symbol, _, version, bars_seen, state, metrics = row
         assert (time_us, symbol, version, bars_seen) == (123, "X", CHECKPOINT_VERSION, 399)
@@ -64,7 +74,7 @@ def test_restored_models_forecast_identically(
     snapshot = pickle.loads(pickle.dumps(original))  # what Bytewax recovery does
     after = [run(m, bars[400:], metrics[400:]) for m in (original, restored, snapshot)]
     assert after[0] == after[1] == after[2]
-    assert sum(len(r.forecasts) for r in after[0]) == len(bars[400:]) * 2 * 6
+    assert sum(len(r.forecasts) for r in after[0]) == len(bars[400:]) * 2 * 7
     assert original.scores() == restored.scores()
 
 

@@ -17,13 +17,24 @@ from online_models.features import FeatureState
 from online_models.har import HARVolatility
 from online_models.last import LastVolatility
 from online_models.linear_return import LinearReturn
+from online_models.range_har import RangeHARVolatility
 from online_models.rolling import RollingVolatility
 from online_models.tail_scorer import TailScorer
 from online_models.zero import ZeroReturn
 
-MODEL_MODULES = ["har", "ewma", "last", "rolling", "linear_return", "zero", "tail_scorer"]
+MODEL_MODULES = [
+    "har",
+    "range_har",
+    "ewma",
+    "last",
+    "rolling",
+    "linear_return",
+    "zero",
+    "tail_scorer",
+]
 ESTIMATORS = [
     HARVolatility(),
+    RangeHARVolatility(),
     EWMAVolatility(),
     LastVolatility(),
     RollingVolatility(),

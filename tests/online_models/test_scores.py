@@ -133,6 +133,7 @@ def test_score_rows_are_the_scores(session: tuple) -> None:
     targets = {m: t for _, _, m, t, _, _ in rows}
     assert targets == {
         "har": "volatility",
+        "range_har": "volatility",
         "ewma": "volatility",
         "last": "volatility",
         "rolling": "volatility",
