@@ -42,7 +42,7 @@ from dataflows.records import (
 from dataflows.sessions import Session, SessionMark, market_calendar
 from dataflows.snapshots import freeze, thaw
 from dataflows.trading_day import DAILY_BAR_SECONDS, TradingDay
-from online_models import ModelConfig, StepResult, SymbolModels
+from online_models import RETURN_MODELS, VOLATILITY_MODELS, ModelConfig, StepResult, SymbolModels
 from online_models.checkpoint import PIPELINE_MODEL as PIPELINE_ROW
 from online_models.checkpoint import CheckpointError, decode, encode
 
@@ -229,6 +229,19 @@ class AnalysisLogic(StatefulLogic[Bar | SessionMark, Analysed, bytes]):
     def __init__(self, analysis: Analysis, snapshot: bytes | None):
         self.analysis = analysis
         self.state = thaw(snapshot, SymbolState)
+        if self.state is not None:
+            self._same_models(self.state)
+
+    def _same_models(self, state: SymbolState) -> None:
+        """Models resumed from a snapshot of another configuration (other
+        ``SENTINEL_MODEL_HORIZONS``) or another model set (a version that added a model)
+        start afresh, as such a checkpoint would; the metrics, alerts and trading day
+        resume."""
+        models, wanted = state.models, self.analysis.config.models
+        names = {*VOLATILITY_MODELS, *RETURN_MODELS}
+        if models.config != wanted or set(models.slots) != names:
+            log.warning("%s: the models are not those configured; they start afresh", models.symbol)
+            state.models = SymbolModels(models.symbol, wanted)
 
     @override
     def on_item(self, value: Bar | SessionMark) -> tuple[Iterable[Analysed], bool]:

@@ -152,7 +152,12 @@ def arch_forecasts(
     method: Literal["simulation", "analytic"] = (
         "simulation" if vol == "EGARCH" and top > 1 else "analytic"
     )
-    rng = np.random.RandomState(seed)
+    # arch's simulations draw from the model's own generator unless given ``rng``.
+    generator = np.random.default_rng(seed)
+
+    def draws(size: int | tuple[int, ...]) -> np.ndarray:
+        return generator.standard_normal(size)
+
     out = {h: np.full(n, np.nan) for h in horizons}
     starts = range(burn_in, n, refit)
     for done, t0 in enumerate(starts, start=1):
@@ -167,7 +172,7 @@ def arch_forecasts(
                 reindex=False,
                 method=method,
                 simulations=1000,
-                random_state=rng,
+                rng=draws,
             )
         var = fc.variance.to_numpy()[: end - t0 + 1] / 1e4  # rows: origins t0 - 1 .. end - 1
         origins = np.arange(t0 - 1, end)

@@ -37,6 +37,7 @@ from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig
 from dataflows.records import RawBatch
 from dataflows.ticks import FlowConfig, Sinks, build_flow
+from online_models import ModelConfig
 from sentinel.runtime import tune_gc
 from sentinel.settings import Settings, database_url, get_settings, parse_interval
 
@@ -98,6 +99,7 @@ def flow_config(
             jump_sigmas=s.jump_sigmas,
             stale_after_s=s.stale_after_s,
         ),
+        models=replace(ModelConfig(), horizons=s.model_horizons),
         checkpoints=CheckpointConfig(s.checkpoint_every_s, s.checkpoint_clock),
         sessions=SessionConfig(
             default=s.calendar,

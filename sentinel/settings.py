@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dataflows.config import (
     AlertConfig,
@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     jump_sigmas: float = _ALERTS.jump_sigmas
     stale_after_s: float = _ALERTS.stale_after_s
     sink_batch_rows: int = 50_000
+    model_horizons: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(1,),
+        description="Bars ahead every model forecasts, comma-separated, 1 among them "
+        "(1,5,22: also a week and a month of daily bars; each is a model of its own).",
+    )
     checkpoint_every_s: float = Field(
         default=_CHECKPOINTS.every_s, description="Model checkpoint interval."
     )
@@ -236,6 +241,20 @@ class Settings(BaseSettings):
         if v is not None and len(v.get_secret_value().strip()) < 8:
             raise ValueError("is too short; use at least 8 characters")
         return cls._no_placeholder(v)
+
+    @field_validator("model_horizons", mode="before")
+    @classmethod
+    def _horizons(cls, v: object) -> object:
+        if isinstance(v, str):
+            try:
+                v = tuple(int(part) for part in v.split(",") if part.strip())
+            except ValueError:
+                raise ValueError("must be whole numbers separated by commas, e.g. 1,5,22") from None
+        if isinstance(v, list | tuple):
+            if 1 not in v or min(v) < 1 or max(v) > 1000 or len(set(v)) != len(v):
+                raise ValueError("must be distinct whole numbers from 1 to 1000, including 1")
+            return tuple(sorted(v))
+        return v
 
     @field_validator("calendar", "calendar_override")
     @classmethod

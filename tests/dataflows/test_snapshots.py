@@ -13,6 +13,7 @@ from dataflows.parse import TickChunk
 from dataflows.records import frozen_clock
 from dataflows.snapshots import thaw
 from dataflows.ticks import FlowConfig
+from online_models import ModelConfig
 from tests.dataflows.helpers import random_ticks
 from tests.dataflows.test_bars import run_bars
 
@@ -58,3 +59,42 @@ def test_a_snapshot_of_another_kind_of_state_is_refused() -> None:
     with pytest.raises(TypeError, match="holds BarState, not SymbolState"):
         thaw(pickle.dumps(BarState()), SymbolState)
     assert thaw(None, BarState) is None
+
+
+@pytest.mark.parametrize("change", ["horizons", "model set"])
+def test_a_snapshot_of_other_models_resumes_with_the_configured_ones(
+    change: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another SENTINEL_MODEL_HORIZONS, or a snapshot from a version with other models:
+    the models start afresh, the metrics go on."""
+    bars, _ = run_bars(random_ticks(("AAPL",), n=1500, seconds=600), BarConfig(10, 0))
+    before = Analysis(FlowConfig(live=False), frozen_clock, None)
+    logic = AnalysisLogic(before, None)
+    analysed(logic, bars[:40])
+    if change == "model set":
+        del logic.state.models.slots["range_har"]  # type: ignore[union-attr]
+        now = before
+    else:
+        now = Analysis(
+            FlowConfig(live=False, models=ModelConfig(horizons=(1, 5))), frozen_clock, None
+        )
+    bars_seen = logic.state.metrics.bars_seen  # type: ignore[union-attr]
+    with caplog.at_level("WARNING", "dataflows.analysis"):
+        resumed = AnalysisLogic(now, logic.snapshot())
+    assert "AAPL: the models are not those configured; they start afresh" in caplog.text
+    state = resumed.state
+    assert state is not None
+    assert state.models.bars_seen == 0
+    assert state.models.config == now.config.models
+    assert "range_har" in state.models.slots
+    assert state.metrics.bars_seen == bars_seen
+    out = analysed(resumed, bars[40:60])
+    assert any(f.model == "range_har" for a in out for f in a.forecasts)
+    caplog.clear()
+    same = AnalysisLogic(before, None)
+    analysed(same, bars[:40])
+    with caplog.at_level("WARNING", "dataflows.analysis"):
+        kept = AnalysisLogic(before, same.snapshot()).state
+    assert kept is not None
+    assert kept.models.bars_seen == same.state.models.bars_seen > 0  # type: ignore[union-attr]
+    assert "start afresh" not in caplog.text

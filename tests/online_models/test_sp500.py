@@ -127,6 +127,13 @@ def test_arch_forecasts_follow_the_gjr_recursion_and_never_see_their_day() -> No
     np.testing.assert_array_equal(after[1][:401], theirs[1][:401])
     np.testing.assert_array_equal(after[5][:405], theirs[5][:405])
     assert after[1][401] > theirs[1][401]
+    # EGARCH's forecasts beyond a day are simulated, from a seeded generator.
+    first, again = (
+        arch_forecasts(r[:450], "EGARCH", 1, burn_in=250, refit=100, horizons=(1, 5))
+        for _ in range(2)
+    )
+    np.testing.assert_array_equal(first[5], again[5])
+    assert np.isfinite(first[5][254:]).all()
 
 
 def test_every_volatility_model_is_scored_on_the_same_days_at_each_horizon() -> None:
