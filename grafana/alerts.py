@@ -30,6 +30,7 @@ from grafana.common import (
     RUNBOOK_BASE_URL,
     Sql,
 )
+from online_models.config import FORECAST_MODEL
 
 RULE_GROUP = "stock-sentinel"
 RULE_GROUP_INTERVAL_S = 60
@@ -47,7 +48,7 @@ SLACK = "Stock Sentinel Slack"
 
 # Only the model meant to beat EWMA is held to it: the naive `last` and the `rolling`
 # window are comparison baselines that lose to EWMA by design.
-DEGRADATION_MODELS = ("har",)
+DEGRADATION_MODELS = (FORECAST_MODEL,)
 
 ACTIVE = "SELECT symbol FROM tickers WHERE active"
 NoData = Literal["Alerting", "NoData", "OK"]
@@ -108,7 +109,7 @@ SELECT m.symbol,
 FROM bar_metrics m
 JOIN forecasts f
   ON f.symbol = m.symbol AND f.time = m.time
- AND f.model = 'har' AND f.target = 'volatility' AND f.horizon = 1
+ AND f.model = '{FORECAST_MODEL}' AND f.target = 'volatility' AND f.horizon = 1
 WHERE $__timeFilter(m.time) AND $__timeFilter(f.time) AND m.log_return IS NOT NULL
   AND m.symbol IN ({ACTIVE})
 GROUP BY m.symbol
@@ -121,7 +122,8 @@ HAVING count(*) >= 20
         summary="{{ $labels.symbol }} moves {{ humanize $values.B.Value }}x its forecast vol",
         description=(
             "Over the last 30 minutes the root mean square log return of "
-            "{{ $labels.symbol }} was {{ humanize $values.B.Value }} times the har model's "
+            "{{ $labels.symbol }} was {{ humanize $values.B.Value }} times the "
+            f"{FORECAST_MODEL} model's "
             "forecast standard deviation for the same bars (1 when the forecast is right)."
         ),
         anchor="realized-volatility-far-above-forecast",

@@ -20,6 +20,7 @@ from grafana.common import (
     time_series_panel,
     with_panels,
 )
+from online_models.config import FORECAST_MODEL
 
 UID = "sentinel-market-overview"
 TITLE = "Stock Sentinel: market overview"
@@ -38,7 +39,7 @@ SEVERITY_COLORS = [
 
 
 def tickers_table() -> table.Panel:
-    sql = """
+    sql = f"""
 SELECT t.symbol,
        b.close AS price,
        b.close / d.open - 1 AS return_today,
@@ -67,7 +68,8 @@ LEFT JOIN LATERAL (
 ) m ON true
 LEFT JOIN LATERAL (
     SELECT value FROM forecasts
-    WHERE symbol = t.symbol AND model = 'har' AND target = 'volatility' AND horizon = 1
+    WHERE symbol = t.symbol AND model = '{FORECAST_MODEL}' AND target = 'volatility'
+      AND horizon = 1
       AND $__timeFilter(time)
     ORDER BY time DESC LIMIT 1
 ) f ON true
@@ -83,7 +85,7 @@ ORDER BY t.symbol
         "price": ("Last price", "currencyUSD"),
         "return_today": ("Return today (UTC day)", "percentunit"),
         "realized_vol": ("Realized vol (ann.)", "percentunit"),
-        "forecast_vol": ("Forecast vol, next bar (har, ann.)", "percentunit"),
+        "forecast_vol": (f"Forecast vol, next bar ({FORECAST_MODEL}, ann.)", "percentunit"),
         "sharpe": ("Sharpe (rolling, ann.)", "none"),
         "alerts": ("Alerts in range", "none"),
         "last_bar": ("Last bar", "dateTimeAsIso"),

@@ -27,6 +27,7 @@ from grafana.common import (
     time_series_panel,
     with_panels,
 )
+from online_models.config import BAND_MODELS, FORECAST_MODEL
 
 UID = "sentinel-symbol-detail"
 TITLE = "Stock Sentinel: symbol detail"
@@ -151,9 +152,11 @@ ORDER BY 1
 """
     # Forecasts are per-bar standard deviations; the bar metrics' own annualization
     # factor (realized_vol_ann / realized_vol) puts them on the same scale.
+    band = ", ".join(f"'{m}'" for m in BAND_MODELS)
     forecast = f"""
 SELECT $__timeGroupAlias(f.time, $interval),
-       avg(f.value) FILTER (WHERE f.model = 'har') * s.scale AS "forecast (har)",
+       avg(f.value) FILTER (WHERE f.model = '{FORECAST_MODEL}') * s.scale
+         AS "forecast ({FORECAST_MODEL})",
        min(f.value) * s.scale AS "forecast range low",
        max(f.value) * s.scale AS "forecast range high"
 FROM forecasts f,
@@ -162,18 +165,18 @@ FROM forecasts f,
       WHERE symbol = {SYMBOL} AND $__timeFilter(time) AND realized_vol > 0
       ORDER BY time DESC LIMIT 1) s
 WHERE f.symbol = {SYMBOL} AND f.target = 'volatility' AND f.horizon = 1
-  AND f.model IN ('har', 'ewma', 'rolling') AND $__timeFilter(f.time)
+  AND f.model IN ({band}) AND $__timeFilter(f.time)
 GROUP BY 1, s.scale
 ORDER BY 1
 """
     panel = _against_band(
         "$symbol: realized vs forecast volatility (annualized)",
-        "Realized (rolling window) and EWMA volatility against the har model's "
-        "next-bar forecast; the band spans the har, ewma and rolling forecasts.",
+        f"Realized (rolling window) and EWMA volatility against the {FORECAST_MODEL} model's "
+        f"next-bar forecast; the band spans the {', '.join(BAND_MODELS)} forecasts.",
         (realized, forecast),
         ("forecast range high", "forecast range low"),
     )
-    return panel.override_by_name("forecast (har)", [prop("custom.lineWidth", 2)])
+    return panel.override_by_name(f"forecast ({FORECAST_MODEL})", [prop("custom.lineWidth", 2)])
 
 
 def sharpe() -> timeseries.Panel:
@@ -203,7 +206,7 @@ ORDER BY time
     panel = _against_band(
         "$symbol: forecast vs actual returns (per bar)",
         "Each bar's log return against the linear model's forecast for it and its 90% "
-        "interval (the har volatility forecast times 1.645).",
+        f"interval (the {FORECAST_MODEL} volatility forecast times 1.645).",
         (actual, forecast),
         ("90% upper", "90% lower"),
     )

@@ -7,6 +7,10 @@ from statistics import NormalDist
 
 VOLATILITY_MODELS = ("har", "range_har", "ewma", "last", "rolling")
 RETURN_MODELS = ("linear", "zero")
+# The volatility forecast that dashboards, alert rules and the return intervals show: the
+# best on real data (README, "On real data"). BAND_MODELS span the charts' forecast band.
+FORECAST_MODEL = "range_har"
+BAND_MODELS = ("range_har", "har", "ewma", "rolling")
 
 
 @dataclass(frozen=True)
@@ -15,7 +19,7 @@ class ModelConfig:
     ewma_lambda: float = 0.94  # RiskMetrics decay of the 'ewma' baseline and feature
     return_lags: int = 2  # lagged returns the 'linear' return model sees
     interval_level: float = 0.9  # central prediction interval of the return forecasts
-    interval_model: str = "har"  # volatility model whose sigma sets the interval width
+    interval_model: str = FORECAST_MODEL  # volatility model whose sigma sets the interval width
     horizons: tuple[int, ...] = (1,)  # bars ahead; each horizon > 1 is a direct model
     score_window: int = 100  # bars in the rolling scores
     score_every: int = 1  # emit score rows every this many bars

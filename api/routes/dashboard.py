@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from api.deps import SettingsDep
 from api.errors import echo, not_found, text_responses
 from dataflows.sessions import market_calendar
+from online_models.config import BAND_MODELS, FORECAST_MODEL
 from sentinel.settings import Settings
 
 router = APIRouter(tags=["dashboard"])
@@ -77,6 +78,8 @@ async def page_config(settings: Settings) -> dict[str, Any]:
         "timeZone": tz,
         "writeKey": keyed,
         "readKey": keyed and settings.api_read_key_required,
+        "forecastModel": FORECAST_MODEL,
+        "bandModels": list(BAND_MODELS),
     }
 
 

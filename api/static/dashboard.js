@@ -9,7 +9,9 @@ const INTERVAL_STORE = "sentinel-interval";
 const INTERVALS = [["", "stored bars"], ["1m", "1 min"], ["5m", "5 min"], ["15m", "15 min"],
   ["1h", "1 hour"], ["1d", "1 day"]];
 const SECONDS = { s: 1, m: 60, h: 3600, d: 86400 };
-const VOL_BAND_MODELS = ["har", "ewma", "rolling"];
+// The volatility model the page shows, and those its band spans: the API's (page config).
+const VOL_MODEL = config.forecastModel;
+const VOL_BAND_MODELS = config.bandModels;
 const HISTORY_BARS = 300;
 const COLORS = { up: "#26a69a", down: "#ef5350", realized: "#4ea1ff", forecast: "#f0b429",
   band: "#8b96a3", grid: "#1e2630", text: "#aab4bf", bg: "#151b23" };
@@ -288,7 +290,7 @@ async function refreshRow(symbol) {
     api(`bars/${sym(symbol)}?limit=1`),
     api(`bars/${sym(symbol)}?start=${start}&order=asc&limit=1`),
     api(`metrics/${sym(symbol)}?limit=1`),
-    api(`forecasts/${sym(symbol)}?target=volatility&model=har`),
+    api(`forecasts/${sym(symbol)}?target=volatility&model=${encodeURIComponent(VOL_MODEL)}`),
   ]);
   if (latest.status === "fulfilled" && latest.value.bars.length) {
     const b = latest.value.bars[0];
@@ -556,21 +558,21 @@ function showPrice() {
   el.append(span);
 }
 
-// Forecast rows -> per-time {har value, band low/high} (annualized with `annual`).
+// Forecast rows -> per-time {forecast value, band low/high} (annualized with `annual`).
 function volPoints(forecasts, annual) {
   const byTime = new Map();
   for (const f of forecasts) {
     if (f.horizon !== 1 || !isNum(f.value)) continue;
     const t = epoch(f.time);
     const p = byTime.get(t) || { time: t, values: [] };
-    if (f.model === "har") p.har = f.value;
-    if (isNum(f.lower) && isNum(f.upper) && f.model === "har") p.band = [f.lower, f.upper];
+    if (f.model === VOL_MODEL) p.forecast = f.value;
+    if (isNum(f.lower) && isNum(f.upper) && f.model === VOL_MODEL) p.band = [f.lower, f.upper];
     if (VOL_BAND_MODELS.includes(f.model)) p.values.push(f.value);
     byTime.set(t, p);
   }
   return [...byTime.values()].sort((a, b) => a.time - b.time).map((p) => ({
     time: p.time,
-    har: isNum(p.har) ? p.har * annual : null,
+    forecast: isNum(p.forecast) ? p.forecast * annual : null,
     low: (p.band ? p.band[0] : Math.min(...p.values)) * annual,
     high: (p.band ? p.band[1] : Math.max(...p.values)) * annual,
   }));
@@ -586,7 +588,7 @@ function showAnalysis(metrics, volForecasts, retForecasts) {
   const realized = metrics.filter((m) => isNum(m.realized_vol_ann)).map((m) => ({ time: epoch(m.time), value: m.realized_vol_ann }));
   charts.realized.setData(realized);
   const points = annual ? volPoints(volForecasts, annual) : [];
-  charts.volForecast.setData(points.filter((p) => isNum(p.har)).map((p) => ({ time: p.time, value: p.har })));
+  charts.volForecast.setData(points.filter((p) => isNum(p.forecast)).map((p) => ({ time: p.time, value: p.forecast })));
   charts.volLow.setData(points.filter((p) => isNum(p.low)).map((p) => ({ time: p.time, value: p.low })));
   charts.volHigh.setData(points.filter((p) => isNum(p.high)).map((p) => ({ time: p.time, value: p.high })));
   charts.vol.timeScale().fitContent();
@@ -956,7 +958,7 @@ function onBar(b) {
 function onForecast(f) {
   const row = state.tickers.get(f.symbol);
   if (!row || f.horizon !== 1) return;
-  if (f.target === "volatility" && f.model === "har") {
+  if (f.target === "volatility" && f.model === VOL_MODEL) {
     row.fcst = f.value;
     renderRow(row);
   }
@@ -965,7 +967,7 @@ function onForecast(f) {
   if (f.target === "volatility" && state.annual) {
     const pending = state.volPending && state.volPending.time === t ? state.volPending : (state.volPending = { time: t, values: [] });
     if (VOL_BAND_MODELS.includes(f.model)) pending.values.push(f.value);
-    if (f.model === "har") safeUpdate(charts.volForecast, { time: t, value: f.value * state.annual });
+    if (f.model === VOL_MODEL) safeUpdate(charts.volForecast, { time: t, value: f.value * state.annual });
     if (pending.values.length) {
       safeUpdate(charts.volLow, { time: t, value: Math.min(...pending.values) * state.annual });
       safeUpdate(charts.volHigh, { time: t, value: Math.max(...pending.values) * state.annual });
@@ -1141,6 +1143,8 @@ function refetchAll() {
 async function main() {
   $("tz").textContent = `${zoneName} (${tz})`;
   $("tz").title = "The time zone of SENTINEL_CALENDAR's market, or SENTINEL_DASHBOARD_TIME_ZONE";
+  $("forecast-key").textContent = `forecast (${VOL_MODEL})`;
+  $("fcst-head").title = `The ${VOL_MODEL} model's volatility forecast for the next bar, annualized`;
   setUpForm();
   setLive("connecting");
   await setUpCharts();

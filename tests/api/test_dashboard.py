@@ -53,6 +53,9 @@ def test_the_page_is_served_at_the_root_and_at_dashboard(path: str, charts_js: P
         "timeZone": "America/New_York",
         "writeKey": False,
         "readKey": False,
+        # The volatility model the page shows and its band: the dashboards' and alerts'.
+        "forecastModel": "range_har",
+        "bandModels": ["range_har", "har", "ewma", "rolling"],
     }
 
 

@@ -167,7 +167,15 @@ def test_latest_forecasts_with_scores_and_checkpoints(client: TestClient, filled
     assert body["mode"] == "latest"
     got = as_rows(body["forecasts"], ("time", "made_at", "scores_time", "last_checkpoint"))
     assert [{k: g[k] for k in want[0]} for g in got] == want
-    assert {g["model"] for g in got} == {"har", "ewma", "last", "rolling", "linear", "zero"}
+    assert {g["model"] for g in got} == {
+        "har",
+        "range_har",
+        "ewma",
+        "last",
+        "rolling",
+        "linear",
+        "zero",
+    }
     scores = query(
         filled_db,
         """SELECT DISTINCT ON (model, metric) model, metric, value, time FROM model_scores
