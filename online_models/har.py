@@ -103,14 +103,21 @@ class HARVolatility(base.Regressor):
         ref = x.get(self.reference, 0.0)
         if not ref > 0:
             return None
-        phi: dict[base.typing.FeatureName, float] = {
-            f"log_rv_{name}": log_ratio(x.get(f"rv_{name}", ref), ref) for name in WINDOW_NAMES[:-1]
-        }
+        phi = self._ratios(x, ref)
         phi["log_ewma"] = log_ratio(x.get("ewma_var", ref), ref)
         if self.leverage:
             self._leverage(phi, x, math.sqrt(ref))
         phi["const"] = 1.0
         return phi
+
+    def _ratios(
+        self, x: dict[base.typing.FeatureName, Any], ref: float
+    ) -> dict[base.typing.FeatureName, float]:
+        """The log ratios of the variance features to ``ref``: here the short and medium
+        realized variances."""
+        return {
+            f"log_rv_{name}": log_ratio(x.get(f"rv_{name}", ref), ref) for name in WINDOW_NAMES[:-1]
+        }
 
     @staticmethod
     def _leverage(

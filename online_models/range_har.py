@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from river import base
@@ -35,6 +34,7 @@ class RangeHARVolatility(HARVolatility):
 
     Examples
     --------
+    >>> import math
     >>> import random
     >>> from online_models.features import FeatureState
     >>> from dataflows.records import Bar
@@ -57,20 +57,13 @@ class RangeHARVolatility(HARVolatility):
 
     reference = "rg_long"
 
-    def _design(
-        self, x: dict[base.typing.FeatureName, Any]
-    ) -> dict[base.typing.FeatureName, float] | None:
-        ref = x.get(self.reference, 0.0)
-        if not ref > 0:
-            return None
+    def _ratios(
+        self, x: dict[base.typing.FeatureName, Any], ref: float
+    ) -> dict[base.typing.FeatureName, float]:
         phi: dict[base.typing.FeatureName, float] = {
             f"log_rg_{name}": log_ratio(x.get(f"rg_{name}", ref), ref) for name in WINDOW_NAMES[:-1]
         }
         phi.update(
             {f"log_rv_{name}": log_ratio(x.get(f"rv_{name}", ref), ref) for name in WINDOW_NAMES}
         )
-        phi["log_ewma"] = log_ratio(x.get("ewma_var", ref), ref)
-        if self.leverage:
-            self._leverage(phi, x, math.sqrt(ref))
-        phi["const"] = 1.0
         return phi

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from online_models.config import RETURN_MODELS, VOLATILITY_MODELS
 from tests.api.conftest import NOW, SIM_START, TestClient, client_for, query
 
 START = SIM_START.isoformat()
@@ -167,15 +168,7 @@ def test_latest_forecasts_with_scores_and_checkpoints(client: TestClient, filled
     assert body["mode"] == "latest"
     got = as_rows(body["forecasts"], ("time", "made_at", "scores_time", "last_checkpoint"))
     assert [{k: g[k] for k in want[0]} for g in got] == want
-    assert {g["model"] for g in got} == {
-        "har",
-        "range_har",
-        "ewma",
-        "last",
-        "rolling",
-        "linear",
-        "zero",
-    }
+    assert {g["model"] for g in got} == {*VOLATILITY_MODELS, *RETURN_MODELS}
     scores = query(
         filled_db,
         """SELECT DISTINCT ON (model, metric) model, metric, value, time FROM model_scores

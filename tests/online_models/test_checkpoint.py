@@ -10,7 +10,15 @@ from collections.abc import Callable
 import pytest
 
 from dataflows.records import ModelCheckpoint
-from online_models import CHECKPOINT_VERSION, ModelConfig, SymbolModels, restore, symbol_models
+from online_models import (
+    CHECKPOINT_VERSION,
+    RETURN_MODELS,
+    VOLATILITY_MODELS,
+    ModelConfig,
+    SymbolModels,
+    restore,
+    symbol_models,
+)
 from online_models.checkpoint import RESERVED_NAMES, SHARED_MODEL
 from online_models.zero import ZeroReturn
 from tests.online_models.helpers import regime_sigma, run, simulate
@@ -41,17 +49,7 @@ def original(trained_once: bytes) -> SymbolModels:
 def test_rows_have_the_sink_format(original: SymbolModels) -> None:
     rows = original.checkpoint(123)
     names = {r.model for r in rows}
-    assert names == {
-        "_shared",
-        "anomaly",
-        "har",
-        "range_har",
-        "ewma",
-        "last",
-        "rolling",
-        "linear",
-        "zero",
-    }
+    assert names == {"_shared", "anomaly", *VOLATILITY_MODELS, *RETURN_MODELS}
     for row in rows:
         time_us, symbol, _, version, bars_seen, state, metrics = row
         assert (time_us, symbol, version, bars_seen) == (123, "X", CHECKPOINT_VERSION, 399)
