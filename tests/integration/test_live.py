@@ -46,7 +46,12 @@ def test_live_feed_follows_tickers_and_survives_a_feed_restart(db: str, tmp_path
             assert scalar(db, "SELECT count(*) FROM bar_metrics WHERE symbol = 'MSFT'") >= 1
 
             stop(sim, signal.SIGKILL)
-            time.sleep(2)
+            wait_until(
+                lambda: "disconnected" in feed_log.read_text(errors="replace").lower(),
+                30,
+                "the feed noticing the server is gone",
+                feed_log,
+            )
             restarted_us = time.time_ns() // 1000
             sim = start(live.sim_args, live.env, sim_log)
             after = "SELECT count(*) FROM ticks WHERE symbol = %s AND time > to_timestamp(%s)"

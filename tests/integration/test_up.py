@@ -17,7 +17,9 @@ from timescale.embedded import _pid_alive
 def test_up_shows_bars_and_metrics_growing(db: str, tmp_path: Path) -> None:
     log = tmp_path / "up.log"
     env = up_env(tmp_path, db, "1s")
-    with running(["-m", "sentinel", "up", "--duration", "25"], env, log) as proc:
+    # Status lines come 5 and 10 s after start-up: 15 s leave 5 s for the checks below
+    # before it exits by itself (it was 25 s, and 40 s before that).
+    with running(["-m", "sentinel", "up", "--duration", "15"], env, log) as proc:
         lines: list[tuple[int, int]] = []
 
         def grown() -> bool:

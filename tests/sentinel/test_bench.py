@@ -99,7 +99,9 @@ def test_long_history_fills_every_table_in_one_day_ticks_chunks_and_every_endpoi
 ) -> None:
     """A small long history (10 days, 10 s of 1-second trades) through the real replay,
     then every endpoint under a moment's load on the API serving it."""
-    options = ApiOptions(daily_days=10, second_span_s=10, duration_s=0.2)
+    # One API worker (the default is one a core): each costs its start-up, and several
+    # are tested on their own (tests/api/test_workers.py).
+    options = ApiOptions(daily_days=10, second_span_s=10, duration_s=0.2, workers=1)
     with progress_display(None) as progress:
         built = build_long_history(db, options, progress)
     rows, chunks = storage(db)["rows"], built["chunks"]
