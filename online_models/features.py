@@ -97,13 +97,6 @@ class FeatureState:
         x.update({f"ret_lag_{i}": lag for i, lag in enumerate(self.lags, start=1)})
         return x, anomaly
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A recovery snapshot pickled before the range windows existed: they start empty
-        # and fill from the next bars (a checkpoint row of that age is refused instead).
-        self.__dict__.update(state)
-        if "range_means" not in state:
-            self.range_means = [utils.Rolling(stats.Mean, window_size=w) for w in self.har_windows]
-
     def _anomaly_features(self, bar: Bar, r: float) -> dict[str, float] | None:
         if not self.sq_means[-1].window:
             return None

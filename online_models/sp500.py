@@ -1,6 +1,6 @@
 """Offline evaluation of the online models on real data: daily index bars, 1999-2018.
 
-:func:`evaluate_series` runs :class:`~online_models.symbol_models.SymbolModels`, exactly as
+:func:`run_models` steps :class:`~online_models.symbol_models.SymbolModels`, exactly as
 the pipeline does, over the daily bars of a series that ships with ``arch`` (the S&P 500,
 on which the models were designed, or the NASDAQ Composite, held out), next to the
 classical GARCH family refitted by ``arch`` (:func:`arch_forecasts`), and scores forecasts
@@ -205,34 +205,15 @@ def peer_forecasts(
     return sigma, seconds
 
 
+def qlike(r: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Each forecast's QLIKE, ``log sigma^2 + r^2 / sigma^2``."""
+    s2 = sigma * sigma
+    return np.log(s2) + r * r / s2
+
+
 def volatility_scores(r: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:
     """Mean QLIKE and MSE (``sigma^2`` against ``r^2``), numpy, over the given arrays."""
-    s2 = sigma * sigma
-    return float(np.mean(np.log(s2) + r * r / s2)), float(np.mean((r * r - s2) ** 2))
-
-
-def evaluate_series(
-    series: str = "sp500",
-    burn_in: int = 250,
-    refit: int = 20,
-    horizons: Sequence[int] = HORIZONS,
-    peers: Sequence[str] = tuple(PEERS),
-) -> Evaluation:
-    """Score every model's forecasts of ``series`` after ``burn_in`` days (no dataflow)."""
-    bars = daily_bars(series)
-    models, r, values, widths = run_models(bars, horizon_config(horizons))
-    targets = {name: slot.target for name, slot in models.slots.items()}
-    peer_sigma, peer_seconds = peer_forecasts(r, burn_in, refit, horizons, peers)
-    return score_tables(
-        r,
-        {**values, **peer_sigma},
-        widths,
-        targets | dict.fromkeys(peers, VOLATILITY),
-        models.timings() | peer_seconds,
-        bar_dates(bars),
-        burn_in,
-        series,
-    )
+    return float(np.mean(qlike(r, sigma))), float(np.mean((r * r - sigma * sigma) ** 2))
 
 
 def bar_dates(bars: Sequence[Bar]) -> np.ndarray:

@@ -37,6 +37,7 @@ from online_models.sp500 import (
     daily_bars,
     horizon_config,
     peer_forecasts,
+    qlike,
     run_models,
     score_tables,
 )
@@ -222,7 +223,7 @@ def _difference_panel(
         s = ev.sigma.get((m, h))
         if s is None or m == REFERENCE:
             continue
-        diff = _qlike(ev.r[mask], s[mask]) - _qlike(ev.r[mask], ref[mask])
+        diff = qlike(ev.r[mask], s[mask]) - qlike(ev.r[mask], ref[mask])
         ax.plot(ev.dates[mask], np.cumsum(diff), lw=1.2, color=colors[m], label=m)
     ax.axhline(0, color="0.3", lw=0.8)
     days = f"{h} day{'s' if h > 1 else ''} ahead"
@@ -231,8 +232,3 @@ def _difference_panel(
         f"running sum of QLIKE minus {REFERENCE}'s, {days} (below 0: better than it)",
         fontsize=9,
     )
-
-
-def _qlike(r: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    s2 = sigma * sigma
-    return np.log(s2) + r * r / s2

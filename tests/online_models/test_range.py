@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 import random
 from typing import Any
 
@@ -39,22 +38,6 @@ def test_a_bar_that_trades_once_or_has_unusable_prices_falls_back_to_r_squared()
     assert range_variance(bar(100.0, 99.0, 101.0, 100.0), 0.02) == 0.02**2  # high < low
     assert range_variance(bar(100.0, 101.0, 0.0, 100.0), 0.02) == 0.02**2
     assert range_variance(bar(100.0, 101.0, 99.0, 102.0), 0.02) == 0.02**2  # close > high
-
-
-def test_features_pickled_before_the_range_windows_keep_working() -> None:
-    """A recovery snapshot of an older version thaws, and its range windows fill up."""
-    state = FeatureState()
-    for i in range(30):
-        state.update(bar(100.0, 101.0, 99.0, 100.5, i), 0.001 * (i % 3 - 1))
-    old = state.__dict__.copy()
-    del old["range_means"]
-    older = FeatureState.__new__(FeatureState)
-    older.__dict__.update(old)
-    thawed = pickle.loads(pickle.dumps(older))
-    x, _ = thawed.update(bar(100.0, 102.0, 99.0, 101.0, 31), 0.01)
-    expected = range_variance(bar(100.0, 102.0, 99.0, 101.0), 0.01)
-    assert x["rg_short"] == x["rg_long"] == pytest.approx(expected)
-    assert x["rv_long"] == state.update(bar(100.0, 102.0, 99.0, 101.0, 31), 0.01)[0]["rv_long"]
 
 
 def test_range_har_forecasts_from_ranges_and_needs_a_yardstick() -> None:
