@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dataflows.records import US
 
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 _BIG = sys.float_info.max
+
+Conditions = Literal["tape", "all"]
+"""How trade conditions act on bars (see :mod:`dataflows.conditions`)."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +52,16 @@ class ParseConfig:
 @dataclass(frozen=True)
 class BarConfig:
     """``price_band``: refuse trades more than this factor away from the recent median
-    price (``0`` turns the check off)."""
+    price (``0`` turns the check off). ``conditions``: ``"tape"`` applies the trade
+    condition rules of :mod:`dataflows.conditions`, ``"all"`` lets every print update
+    every field. ``revision_window_s``: a trade arriving up to this long after its bar
+    closed revises it (``0``: it is a ``late`` reject)."""
 
     bar_seconds: int = 5
     allowance_s: float = 1.0
     price_band: float = 4.0
+    conditions: Conditions = "tape"
+    revision_window_s: float = 300.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.bar_seconds <= 86_400:
@@ -61,6 +70,10 @@ class BarConfig:
             raise ValueError("the late-tick allowance cannot be negative")
         if self.price_band != 0 and self.price_band <= 1:
             raise ValueError("the price band must be above 1 (or 0: off)")
+        if self.conditions not in ("tape", "all"):
+            raise ValueError(f"conditions must be 'tape' or 'all', not {self.conditions!r}")
+        if self.revision_window_s < 0:
+            raise ValueError("the revision window cannot be negative")
 
     @property
     def bar_us(self) -> int:
@@ -69,6 +82,10 @@ class BarConfig:
     @property
     def allowance_us(self) -> int:
         return int(self.allowance_s * US)
+
+    @property
+    def revision_window_us(self) -> int:
+        return int(self.revision_window_s * US)
 
 
 @dataclass(frozen=True)

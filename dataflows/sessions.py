@@ -23,21 +23,19 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+# Re-exported: callers that use sessions anyway take the names from here.
+from dataflows.calendar_names import ALWAYS as ALWAYS
+from dataflows.calendar_names import DEFAULT_CALENDAR as DEFAULT_CALENDAR
+from dataflows.calendar_names import UnknownCalendar as UnknownCalendar
+from dataflows.calendar_names import calendar_names as calendar_names
+from dataflows.calendar_names import normalize as normalize
 from dataflows.config import SessionConfig
 from dataflows.records import US
 
 log = logging.getLogger(__name__)
 
-ALWAYS = "24/7"
-DEFAULT_CALENDAR = "XNYS"
-_ALIASES = {"always": ALWAYS, "24x7": ALWAYS}
-_COMMON = {ALWAYS, "XNYS", "XNAS", "XLON"}
 # The span every calendar is loaded for: replays of old history and years ahead.
 _FIRST, _LAST = "1990-01-01", "2035-12-31"
-
-
-class UnknownCalendar(ValueError):
-    """A name that is not an ``exchange_calendars`` code nor ``24/7``."""
 
 
 class Session(NamedTuple):
@@ -63,39 +61,6 @@ class SessionMark(NamedTuple):
     event: str
     symbol: str
     session: Session
-
-
-def normalize(name: str) -> str:
-    """The canonical spelling of a calendar name, or :class:`UnknownCalendar`.
-
-    >>> normalize("xnys"), normalize("always"), normalize("24/7")
-    ('XNYS', '24/7', '24/7')
-    """
-    key = name.strip()
-    if key.lower() in _ALIASES:
-        return _ALIASES[key.lower()]
-    if key.upper() in _COMMON:  # no need to import exchange_calendars (about 1 s)
-        return key.upper()
-    names = _names()
-    canonical = names.get(key.upper())
-    if canonical is None:
-        raise UnknownCalendar(
-            f"unknown market calendar {name!r}: use an exchange_calendars code "
-            f"such as XNYS, XLON or XTKS, or {ALWAYS!r} for a market that never closes"
-        )
-    return canonical
-
-
-@functools.cache
-def _names() -> dict[str, str]:
-    import exchange_calendars as xcals
-
-    return {n.upper(): n for n in xcals.get_calendar_names(include_aliases=True)}
-
-
-def calendar_names() -> list[str]:
-    """Every calendar code accepted (aliases included), sorted."""
-    return sorted(_names().values())
 
 
 class MarketCalendar:

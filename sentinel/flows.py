@@ -85,7 +85,13 @@ def flow_config(
     s = settings
     return FlowConfig(
         parse=ParseConfig(max_future_s=s.max_future_s, max_past_s=s.max_past_s),
-        bars=BarConfig(bar_seconds or parse_interval(s.bar), s.late_allowance_s, s.price_band),
+        bars=BarConfig(
+            bar_seconds or parse_interval(s.bar),
+            s.late_allowance_s,
+            s.price_band,
+            conditions=s.conditions,
+            revision_window_s=s.revision_window_s,
+        ),
         metrics=MetricsConfig(
             window=s.metrics_window,
             ewma_lambda=s.ewma_lambda,
@@ -118,6 +124,7 @@ def timescale_sinks(
     *,
     partitions: int = 1,
     background: bool = True,
+    backoff_max_s: float = 5.0,
 ) -> Sinks:
     """A sink per table. ``background``: each partition writes on its own thread while
     the flow goes on (:class:`TimescaleBackgroundSink`; ``partitions`` of them per table,
@@ -126,12 +133,12 @@ def timescale_sinks(
     reporter = SinkStatusReporter(dsn) if report_status else None
 
     def sink(table: str) -> TimescaleSink | TimescaleBackgroundSink:
-        # Retries at least every 5 s: back within seconds of the database.
+        # Retries at least every backoff_max_s: back within seconds of the database.
         rows = TimescaleSink(
             dsn,
             SPECS[table],
             batch_rows=batch_rows,
-            backoff_max_s=5.0,
+            backoff_max_s=backoff_max_s,
             on_write=reporter,
             on_close=reporter.final if reporter is not None else None,
         )
@@ -161,7 +168,10 @@ def live_flow(settings: Settings | None = None, partitions: int | None = None) -
     dsn = database_url(settings)
     config = replace(flow_config(settings, dsn=dsn), checkpoint_loader=checkpoint_loader(dsn))
     sinks = timescale_sinks(
-        dsn, settings.sink_batch_rows, partitions=partitions or settings.workers
+        dsn,
+        settings.sink_batch_rows,
+        partitions=partitions or settings.workers,
+        backoff_max_s=settings.sink_backoff_max_s,
     )
     tune_gc()
     return build_flow(JournalSource(settings.journal_file), sinks, config)

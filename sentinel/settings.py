@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -76,6 +76,29 @@ class Settings(BaseSettings):
     journal_retention_h: float = Field(
         default=24.0, gt=0, description="Keep processed journal entries this long (hours)."
     )
+    feed_silent_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Reconnect when an open feed connection sends no message (trade or "
+        "ping) for this long.",
+    )
+    backfill: Literal["auto", "tick", "candle", "off"] = Field(
+        default="auto",
+        description="After a reconnect, fetch the gap from the REST API: `tick` "
+        "(/stock/tick), `candle` (/stock/candle minute bars), `auto` (tick, falling back "
+        "to candle where ticks are refused), `off`.",
+    )
+    finnhub_rest_url: str = Field(
+        default="https://finnhub.io/api/v1",
+        description="Finnhub's REST API, for gap backfill (`sentinel up`'s simulator "
+        "serves its own).",
+    )
+    backfill_requests_per_min: float = Field(
+        default=30.0, gt=0, description="Rate limit of backfill requests to the REST API."
+    )
+    backfill_max_gap_s: float = Field(
+        default=900.0, gt=0, description="Backfill at most this much of a longer gap (its end)."
+    )
 
     # -- the trading day ---------------------------------------------------------------
     calendar: str = Field(
@@ -113,6 +136,18 @@ class Settings(BaseSettings):
         default=f"{_BARS.bar_seconds}s", description="Bar length: 1s to 1d (e.g. 5s, 1m, 1h, 1d)."
     )
     late_allowance_s: float = _BARS.allowance_s
+    conditions: Literal["tape", "all"] = Field(
+        default=_BARS.conditions,
+        description="Trade conditions: `tape` applies the consolidated tape's rules "
+        "(dataflows/conditions.csv: odd lots move volume, not prices; ...); `all` lets "
+        "every print update every field. Zero-size updates never move volume or VWAP.",
+    )
+    revision_window_s: float = Field(
+        default=_BARS.revision_window_s,
+        ge=0,
+        description="A trade arriving up to this long after its bar closed revises the bar "
+        "(0: every late trade is a `late` reject).",
+    )
     max_future_s: float = _PARSE.max_future_s
     max_past_s: float = _PARSE.max_past_s
     metrics_window: int = _METRICS.window
@@ -125,6 +160,13 @@ class Settings(BaseSettings):
     jump_sigmas: float = _ALERTS.jump_sigmas
     stale_after_s: float = _ALERTS.stale_after_s
     sink_batch_rows: int = 50_000
+    sink_backoff_max_s: float = Field(
+        default=5.0,
+        ge=0.2,
+        description="Longest wait between a sink's retries while the database is down "
+        "(at most 0.2 s at first, doubling, full jitter): rows flow again at most this "
+        "long after it is back.",
+    )
     model_horizons: Annotated[tuple[int, ...], NoDecode] = Field(
         default=(1,),
         description="Bars ahead every model forecasts, comma-separated, 1 among them "
@@ -259,7 +301,7 @@ class Settings(BaseSettings):
     @field_validator("calendar", "calendar_override")
     @classmethod
     def _known_calendar(cls, v: str) -> str:
-        from dataflows.sessions import normalize
+        from dataflows.calendar_names import normalize
 
         return normalize(v) if v.strip() else ""
 

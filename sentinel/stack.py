@@ -6,7 +6,7 @@ backoff that doubles with each quick failure (``backoff_s`` up to ``backoff_max_
 child that ran for ``healthy_s`` starts again from ``backoff_s``), and why it stopped is
 reported with its last log lines. Children spawned in one ``group`` (the processes of
 a Bytewax cluster, which can only be restarted as a whole) are stopped and restarted
-together when any of them exits. Ctrl-C (or SIGTERM) stops them all, newest first:
+together when any of them exits. Ctrl-C (or SIGTERM) stops them all at once:
 SIGINT, then SIGTERM, then SIGKILL, each by pid.
 """
 
@@ -94,8 +94,9 @@ class Stack:
                     f"{child.name} {describe_exit(code)}; restarting {self._what(child)}"
                     f" in {delay:.1f} s\n" + self.tail(child)
                 )
-                for sibling in self._siblings(child):
-                    stop_process(sibling.proc, self.stop_timeout_s)
+                siblings = self._siblings(child)
+                stop_processes([sibling.proc for sibling in siblings], self.stop_timeout_s)
+                for sibling in siblings:
                     sibling.failures, sibling.restart_at = child.failures, child.restart_at
             elif child.restart_at is not None and now >= child.restart_at:
                 child.proc = self._popen(child.cmd, child.env, child.log_path)
@@ -116,8 +117,7 @@ class Stack:
         return f"the whole {child.group} cluster ({len(siblings) + 1} processes)"
 
     def stop_all(self, timeout: float = 10.0) -> None:
-        for child in reversed(self.children):
-            stop_process(child.proc, timeout)
+        stop_processes([child.proc for child in reversed(self.children)], timeout)
         self.children.clear()
 
     def tail(self, child: Child, lines: int = 15) -> str:
@@ -128,17 +128,25 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL, each given ``timeout`` seconds; then whatever
-    is left of its process group."""
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGINT to all, then SIGTERM to those left, then SIGKILL, each round given
+    ``timeout`` seconds in all; then whatever is left of their process groups.
+
+    All at once, not one by one: a Bytewax cluster process ignores SIGINT while its
+    peers still run, so stopping them in turn waited out a timeout for each."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if proc.poll() is not None:
+        alive = [proc for proc in procs if proc.poll() is None]
+        if not alive:
             break
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout)
-    kill_group(proc)
+        for proc in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
+        deadline = time.monotonic() + timeout
+        for proc in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        kill_group(proc)
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

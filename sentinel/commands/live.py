@@ -344,7 +344,7 @@ def _local_cluster(workers: int, processes: int) -> int:
     a supervisor) restarts the whole cluster, which resumes from its recovery state."""
     import subprocess
 
-    from sentinel.stack import describe_exit, stop_process
+    from sentinel.stack import describe_exit, stop_processes
     from timescale.embedded import free_port
 
     signal.signal(signal.SIGTERM, _interrupt)
@@ -360,5 +360,4 @@ def _local_cluster(workers: int, processes: int) -> int:
                     return code if code > 0 else 1 if code < 0 else 0
             time.sleep(0.2)
     finally:
-        for proc in reversed(procs):
-            stop_process(proc, 10)
+        stop_processes(procs, 10)

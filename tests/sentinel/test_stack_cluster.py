@@ -116,3 +116,35 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return False
     return state != "Z"
+
+
+# Ignores SIGINT (as a Bytewax cluster process does while its peers run) and says which
+# signals reached it; exits on SIGTERM.
+STUBBORN = """
+import signal, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+def on(sig, _):
+    log.write(f"{signal.Signals(sig).name} {sys.argv[2]}\\n")
+    if sig == signal.SIGTERM:
+        sys.exit(0)
+signal.signal(signal.SIGINT, on)
+signal.signal(signal.SIGTERM, on)
+log.write(f"ready {sys.argv[2]}\\n")
+while True:
+    time.sleep(1)
+"""
+
+
+def test_stopping_signals_every_process_before_waiting_on_any(tmp_path: Path) -> None:
+    """Ctrl-C on a cluster: one by one, each stubborn process cost a whole timeout."""
+    log = tmp_path / "signals.log"
+    stack = Stack(tmp_path / "logs", Console(quiet=True))
+    for i in range(2):
+        stack.spawn(f"dataflow-{i}", [sys.executable, "-c", STUBBORN, str(log), str(i)], {})
+    wait_until(lambda: log.exists() and log.read_text().count("ready") == 2, 30, "both ready")
+    procs = [child.proc for child in stack.children]
+    stack.stop_all(timeout=1)
+    lines = log.read_text().splitlines()[2:]
+    assert sorted(lines[:2]) == ["SIGINT 0", "SIGINT 1"], lines
+    assert sorted(lines[2:]) == ["SIGTERM 0", "SIGTERM 1"], lines
+    assert [proc.returncode for proc in procs] == [0, 0]
