@@ -33,8 +33,8 @@ Symbol = Annotated[
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 Order = Literal["asc", "desc"]
 Target = Literal["return", "volatility"]
-StreamKind = Literal["bar", "forecast", "alert"]
-STREAM_KINDS: tuple[StreamKind, ...] = ("bar", "forecast", "alert")
+StreamKind = Literal["bar", "bar_revision", "forecast", "alert"]
+STREAM_KINDS: tuple[StreamKind, ...] = ("bar", "bar_revision", "forecast", "alert")
 
 
 class ErrorOut(BaseModel):
@@ -230,6 +230,11 @@ class BarOut(BaseModel):
     vwap: float | None
     trades: int
     bar_seconds: int = Field(description="Length of the bar, or of the bucket.")
+    revision: int = Field(
+        default=0,
+        description="How often late trades rewrote the bar after it closed (0: as it "
+        "closed); for a bucket, the highest of its bars'.",
+    )
 
 
 class BarsOut(BaseModel):

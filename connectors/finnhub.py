@@ -10,6 +10,19 @@ feed's health is published to ``feed_status``.
 Every received text is queued unchanged with its receive time; the Bytewax partition
 drains the queue into :class:`~dataflows.records.RawBatch` records. Parsing and validation
 belong to the dataflow.
+
+**Silent connections.** A connection that delivers no message at all (no trade, no
+ping: Finnhub pings every few seconds) for ``silent_after_s`` is closed and opened
+again, with the reason logged, kept in ``last_error`` and counted in
+``silent_reconnects``. Websocket protocol pings do not count: a server that answers
+them but sends nothing is caught too.
+
+**Gap backfill.** With a :class:`~connectors.finnhub_rest.Backfiller`, the first message
+after a reconnect ends a :class:`~connectors.finnhub_rest.Gap` that began with the last
+message before it (or, for a restarted feed process, the journal's last message). Once
+``settle_s`` has passed (the trades at the gap's end have then arrived live), a task on
+the feed's loop fetches it, never holding up receipt, and queues the trades in ``inbox``
+as :class:`Backfilled` messages (``seq`` from the same sequence as the live ones).
 """
 
 from __future__ import annotations
@@ -23,18 +36,28 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 from urllib.parse import quote
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from typing_extensions import override
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
 from connectors._aio import cancel_from_another_thread, run_together
+from connectors.finnhub_rest import Backfiller, Gap
 from connectors.timescale.tickers import FeedStatus, TickerFollower
 from dataflows.records import US, RawBatch, RowBlock, wall_clock_us
 
-__all__ = ["DEFAULT_URL", "SEQ_SHIFT", "FeedState", "FinnhubFeed", "FinnhubSource"]
+__all__ = [
+    "DEFAULT_URL",
+    "SEQ_SHIFT",
+    "Backfilled",
+    "FeedState",
+    "FinnhubFeed",
+    "FinnhubSource",
+    "silence_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +69,8 @@ SEQ_SHIFT = 0  # seq = receive time in us, bumped to stay increasing; the parser
 class FeedState:
     """Health of the live feed, updated by its thread.
 
-    ``reconnects`` counts successful connections after the first one.
+    ``reconnects`` counts successful connections after the first one;
+    ``silent_reconnects`` the connections closed for silence.
     """
 
     connected: bool = False
@@ -54,6 +78,25 @@ class FeedState:
     last_trade_us: int | None = None  # a trade message, not a ping
     reconnects: int = 0
     last_error: str | None = None
+    silent_reconnects: int = 0
+    backfilled_trades: int = 0
+    last_backfill_us: int | None = None
+    last_backfill: str | None = None  # what the last backfill did, or why it failed
+
+
+class Backfilled(NamedTuple):
+    """A trade message fetched to fill a gap, from ``source`` (one of
+    :data:`~dataflows.records.BACKFILL_SOURCES`)."""
+
+    source: str
+    message: str
+
+
+InboxItem = tuple[int, "str | Backfilled"]
+
+
+def silence_reason(silent_after_s: float) -> str:
+    return f"no message (trade or ping) for {silent_after_s:g} s: reconnecting"
 
 
 def _with_token(url: str, token: str | None) -> str:
@@ -73,7 +116,9 @@ class FinnhubFeed:
     """The websocket (and the tickers follower) on an asyncio loop in a thread.
 
     Received texts queue in ``inbox`` as ``(seq, text)``, ``seq`` the receive time in
-    microseconds, bumped to stay above ``last_seq`` and increasing."""
+    microseconds, bumped to stay above ``last_seq`` and increasing; backfilled messages
+    as ``(seq, Backfilled)``. ``resume_from`` (the journal's last messages, as
+    ``(stamp_us, text)``) makes the time since the newest of them a gap to backfill."""
 
     def __init__(
         self,
@@ -86,6 +131,11 @@ class FinnhubFeed:
         proxy: str | None,
         clock: Callable[[], int],
         last_seq: int = 0,
+        *,
+        silent_after_s: float = 60.0,
+        backfiller: Backfiller | None = None,
+        settle_s: float = 3.0,
+        resume_from: Iterable[tuple[int, str]] = (),
     ) -> None:
         self.url = url  # logged: never the token
         self._token = token
@@ -97,10 +147,21 @@ class FinnhubFeed:
         self._clock = clock
         self._rng = random.Random()
         self.state = FeedState()
-        self.inbox: deque[tuple[int, str]] = deque()
+        self.inbox: deque[InboxItem] = deque()
         # Replaced whole, never mutated: the partition reads it from another thread.
         self.wanted: frozenset[str] = frozenset(symbols)
         self._last_seq = last_seq
+        self.silent_after_s = silent_after_s
+        self._backfiller = backfiller
+        self.settle_s = settle_s
+        # Live texts of the last moments (arrival us), for the edges of a gap.
+        self._recent: deque[tuple[int, str]] = deque(resume_from)
+        self._edge_us = round((backfiller.edge_s if backfiller else 0.0) * US)
+        self._keep_us = 2 * self._edge_us + round(settle_s * US) + US
+        self._gap_from: tuple[int, frozenset[str]] | None = None
+        if backfiller is not None and self._recent:
+            self._gap_from = (self._recent[-1][0], self.wanted)
+        self._gaps: asyncio.Queue[Gap] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
@@ -134,6 +195,9 @@ class FinnhubFeed:
         loops = [self._connection_loop()]
         if self._tickers is not None:
             loops.append(self._tickers.run(self._set_wanted, self._status))
+        if self._backfiller is not None:
+            self._gaps = asyncio.Queue()
+            loops.append(self._backfill_loop())
         await run_together(*loops)
 
     async def _connection_loop(self) -> None:
@@ -159,6 +223,10 @@ class FinnhubFeed:
                     reason, got_messages = await self._session(ws)
             except Exception as exc:
                 reason = self._redact(_describe(exc))
+            if self._backfiller is not None and self._gap_from is None:
+                last = self.state.last_message_us
+                if last is not None:
+                    self._gap_from = (last, self.wanted)
             was_connected = self.state.connected
             self.state.connected = False
             self.state.last_error = reason
@@ -182,16 +250,24 @@ class FinnhubFeed:
         syncer = asyncio.create_task(self._sync_on_change(ws, subscribed))
         got_messages = False
         try:
-            async for message in ws:
+            while True:
+                try:
+                    # Cancelling recv() loses nothing (websockets' documentation).
+                    message = await asyncio.wait_for(ws.recv(), self.silent_after_s)
+                except TimeoutError:
+                    self.state.silent_reconnects += 1
+                    return silence_reason(self.silent_after_s), got_messages
                 now_us = self._clock()
                 text = message if isinstance(message, str) else message.decode(errors="replace")
-                seq = max(now_us << SEQ_SHIFT, self._last_seq + 1)
-                self._last_seq = seq
-                self.inbox.append((seq, text))
+                self.inbox.append((self._next_seq(now_us), text))
+                if self._backfiller is not None:
+                    self._remember(now_us, text)
                 self.state.last_message_us = now_us
                 if '"trade"' in text:  # a cheap look: the dataflow parses
                     self.state.last_trade_us = now_us
                 got_messages = True
+        except ConnectionClosedOK:
+            pass
         except ConnectionClosed as exc:
             return _describe(exc), got_messages
         finally:
@@ -199,6 +275,50 @@ class FinnhubFeed:
             await asyncio.gather(syncer, return_exceptions=True)
         reason = f"closed by server, code {ws.close_code}"
         return (f"{reason}: {ws.close_reason}" if ws.close_reason else reason), got_messages
+
+    def _next_seq(self, now_us: int) -> int:
+        seq = max(now_us << SEQ_SHIFT, self._last_seq + 1)
+        self._last_seq = seq
+        return seq
+
+    # -- gaps -----------------------------------------------------------------------------
+
+    def _remember(self, now_us: int, text: str) -> None:
+        recent = self._recent
+        if self._gap_from is not None:  # the first message since the gap
+            start_us, wanted_before = self._gap_from
+            self._gap_from = None
+            before = [t for a, t in recent if a >= start_us - self._edge_us]
+            symbols = tuple(sorted(wanted_before & self.wanted))
+            if symbols and self._gaps is not None and now_us > start_us:
+                gap = Gap(start_us, now_us, symbols, before)
+                asyncio.get_running_loop().call_later(self.settle_s, self._settled, gap)
+        recent.append((now_us, text))
+        while recent and recent[0][0] < now_us - self._keep_us:
+            recent.popleft()
+
+    def _settled(self, gap: Gap) -> None:
+        """The gap's end has been received live for ``settle_s``: fetch it now."""
+        gap.edge_texts.extend(t for a, t in self._recent if a >= gap.end_us)
+        assert self._gaps is not None
+        self._gaps.put_nowait(gap)
+
+    async def _backfill_loop(self) -> None:
+        assert self._gaps is not None
+        assert self._backfiller is not None
+        while True:
+            gap = await self._gaps.get()
+            result = await self._backfiller.fill(gap)
+            now_us = self._clock()
+            if result.source is not None:
+                for text in result.messages:
+                    self.inbox.append((self._next_seq(now_us), Backfilled(result.source, text)))
+            st = self.state
+            st.backfilled_trades += result.trades
+            st.last_backfill_us = now_us
+            st.last_backfill = self._redact(result.summary())
+            log_at = logging.WARNING if result.error else logging.INFO
+            logger.log(log_at, "backfill: %s", st.last_backfill)
 
     async def _sync_on_change(self, ws: ClientConnection, subscribed: set[str]) -> None:
         assert self._changed is not None
@@ -242,6 +362,10 @@ class FinnhubFeed:
             st.last_trade_us,
             st.reconnects,
             st.last_error,
+            st.silent_reconnects,
+            st.backfilled_trades,
+            st.last_backfill_us,
+            st.last_backfill,
         )
 
 
@@ -269,9 +393,25 @@ class _FinnhubPartition(StatefulSourcePartition[RawBatch, None]):
         n = min(len(inbox), self._max_batch)
         if n == 0 and now_us - self._last_emit_us < self._heartbeat_us:
             return []
-        messages: list[tuple[int, str | RowBlock]] = [inbox.popleft() for _ in range(n)]
+        items = [inbox.popleft() for _ in range(n)]
         self._last_emit_us = now_us
-        return [RawBatch("finnhub", now_us, messages, tuple(sorted(self._feed.wanted)))]
+        subscribed = tuple(sorted(self._feed.wanted))
+        batches: list[RawBatch] = []
+        source = "finnhub"
+        messages: list[tuple[int, str | RowBlock]] = []
+        for seq, item in items:
+            item_source, text = (
+                (item.source, item.message) if isinstance(item, Backfilled) else ("finnhub", item)
+            )
+            if item_source != source and messages:
+                batches.append(RawBatch(source, now_us, messages, subscribed))
+                messages = []
+            source = item_source
+            messages.append((seq, text))
+        if messages or not batches:
+            source = source if messages else "finnhub"
+            batches.append(RawBatch(source, now_us, messages, subscribed))
+        return batches
 
     @override
     def next_awake(self) -> datetime | None:
@@ -307,7 +447,8 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
     :class:`~connectors.timescale.tickers.TickerFollower`) the ``tickers`` table is the
     authority: its active symbols replace them as soon as it is first read, and changes
     apply within a notification or at most its poll interval. ``proxy`` is passed to
-    ``websockets`` (``None``: connect directly).
+    ``websockets`` (``None``: connect directly). A connection silent for
+    ``silent_after_s`` (no trade, no ping) is closed and opened again.
     """
 
     def __init__(
@@ -322,6 +463,7 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
         max_batch: int = 5000,
         heartbeat_s: float = 0.5,
         proxy: str | None = None,
+        silent_after_s: float = 60.0,
         clock: Callable[[], int] = wall_clock_us,
     ) -> None:
         self.url = url
@@ -333,6 +475,7 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
         self.max_batch = max_batch
         self.heartbeat_s = heartbeat_s
         self.proxy = proxy
+        self.silent_after_s = silent_after_s
         self.clock = clock
         self._state: FeedState | None = None
 
@@ -356,6 +499,7 @@ class FinnhubSource(FixedPartitionedSource[RawBatch, None]):
             self.backoff_max_s,
             self.proxy,
             self.clock,
+            silent_after_s=self.silent_after_s,
         )
         self._state = feed.state
         return _FinnhubPartition(

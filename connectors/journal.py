@@ -20,7 +20,12 @@ An entry is ``(pos, stamp_us, kind, payload)``:
   microseconds, bumped to be unique and increasing (``dataflows.parse.arrival_us``);
 - ``HEARTBEAT``: no payload; the feed's clock went on to ``stamp_us`` with nothing
   received, so time (watermarks, stale-feed checks) advances while the market is quiet;
-- ``SUBSCRIBED``: the symbols the feed is subscribed to from here on, as a JSON list.
+- ``SUBSCRIBED``: the symbols the feed is subscribed to from here on, as a JSON list;
+- ``BACKFILL``: trades fetched after a reconnect to fill its gap
+  (:mod:`connectors.finnhub_rest`); ``stamp_us`` is a seq like a ``MESSAGE``'s (the fetch
+  time, from the same sequence), the payload JSON ``{"source": "finnhub_tick" |
+  "finnhub_candle", "message": "<a Finnhub trade message>"}``. The source emits each run
+  of one source's entries as a batch of its own with that ``source``.
 
 Retention: :meth:`Journal.prune` removes entries older than the retention period only
 once every reader has recorded a later position, so an outage of the database (which
@@ -46,6 +51,7 @@ from typing_extensions import override
 from dataflows.records import US, RawBatch, RowBlock, wall_clock_us
 
 __all__ = [
+    "BACKFILL",
     "HEARTBEAT",
     "MESSAGE",
     "SUBSCRIBED",
@@ -54,11 +60,12 @@ __all__ = [
     "JournalBusyError",
     "JournalPosition",
     "JournalSource",
+    "backfill_payload",
 ]
 
 log = logging.getLogger(__name__)
 
-MESSAGE, HEARTBEAT, SUBSCRIBED = 0, 1, 2
+MESSAGE, HEARTBEAT, SUBSCRIBED, BACKFILL = 0, 1, 2, 3
 SOURCE = "finnhub"  # the `source` of the batches (and of `ticks_rejected` rows)
 
 _SCHEMA = """
@@ -95,6 +102,22 @@ def _encode(text: str) -> bytes:
 
 def decode_text(payload: bytes | None) -> str:
     return payload.decode("utf-8", "surrogatepass") if payload is not None else ""
+
+
+def backfill_payload(source: str, message: str) -> str:
+    """A ``BACKFILL`` entry's payload."""
+    return json.dumps({"source": source, "message": message}, separators=(",", ":"))
+
+
+def _backfilled(payload: bytes | None) -> tuple[str, str]:
+    """A ``BACKFILL`` payload's ``(source, message)``; one that cannot be read goes on
+    as a live message of its own text, for the parser to refuse with a reason."""
+    text = decode_text(payload)
+    try:
+        doc = json.loads(text)
+        return str(doc["source"]), str(doc["message"])
+    except (ValueError, TypeError, KeyError):
+        return SOURCE, text
 
 
 class Journal:
@@ -147,6 +170,29 @@ class Journal:
         """The newest stamp (0 when empty): a restarted feed continues after it."""
         row = self._db.execute("SELECT max(stamp_us) FROM entries").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+    def recent_messages(self, within_us: int) -> list[tuple[int, str]]:
+        """The ``MESSAGE`` entries stamped at most ``within_us`` before the newest one, as
+        ``(stamp_us, text)`` in order (none if there is none): where a restarted feed's
+        gap begins, and the live trades at its edge. Read from the end (stamps grow with
+        positions), so it costs what it returns, not the journal's size."""
+        newest: int | None = None
+        out: list[tuple[int, str]] = []
+        before = None
+        while True:
+            rows = self._db.execute(
+                "SELECT pos, stamp_us, payload FROM entries WHERE kind = ? AND pos < ?"
+                " ORDER BY pos DESC LIMIT 1000",
+                [MESSAGE, before if before is not None else 2**62],
+            ).fetchall()
+            for pos, stamp, payload in rows:
+                newest = stamp if newest is None else newest
+                if stamp < newest - within_us:
+                    return out[::-1]
+                out.append((stamp, decode_text(payload)))
+                before = pos
+            if len(rows) < 1000:
+                return out[::-1]
 
     def prune(self, older_than_us: int) -> int:
         """Delete entries stamped before ``older_than_us`` that every reader has passed;
@@ -253,26 +299,38 @@ class _JournalPartition(StatefulSourcePartition[RawBatch, JournalPosition]):
             return []
         batches: list[RawBatch] = []
         messages: list[tuple[int, str | RowBlock]] = []
+        source = SOURCE
         start_clock = self._clock_us
         for e in entries:
             if e.kind == SUBSCRIBED:
                 # What came before the change is judged by the old subscriptions.
                 if messages or self._clock_us > start_clock:
-                    batches.append(self._batch(messages))
+                    batches.append(self._batch(source if messages else SOURCE, messages))
                     messages, start_clock = [], self._clock_us
                 self._subscribed = _symbols(e.payload)
                 continue
+            entry_source, text = SOURCE, None
+            if e.kind == MESSAGE:
+                text = decode_text(e.payload)
+            elif e.kind == BACKFILL:
+                entry_source, text = _backfilled(e.payload)
+            if text is not None and entry_source != source:
+                # A run of one source is a batch of its own: its ticks are marked with it.
+                if messages:
+                    batches.append(self._batch(source, messages))
+                    messages, start_clock = [], self._clock_us
+                source = entry_source
             if e.stamp_us is not None and e.stamp_us > self._clock_us:
                 self._clock_us = e.stamp_us
-            if e.kind == MESSAGE and e.stamp_us is not None:
-                messages.append((e.stamp_us, decode_text(e.payload)))
+            if text is not None and e.stamp_us is not None:
+                messages.append((e.stamp_us, text))
         self._pos = entries[-1].pos
         if messages or self._clock_us > start_clock or not batches:
-            batches.append(self._batch(messages))
+            batches.append(self._batch(source if messages else SOURCE, messages))
         return batches
 
-    def _batch(self, messages: list[tuple[int, str | RowBlock]]) -> RawBatch:
-        return RawBatch(SOURCE, self._clock_us, messages, self._subscribed)
+    def _batch(self, source: str, messages: list[tuple[int, str | RowBlock]]) -> RawBatch:
+        return RawBatch(source, self._clock_us, messages, self._subscribed)
 
     @override
     def next_awake(self) -> datetime | None:
@@ -293,7 +351,8 @@ class _JournalPartition(StatefulSourcePartition[RawBatch, JournalPosition]):
 
 class JournalSource(FixedPartitionedSource[RawBatch, JournalPosition]):
     """The feed journal at ``path`` as :class:`~dataflows.records.RawBatch` records
-    (``source="finnhub"``), one partition named ``"journal"``.
+    (``source="finnhub"``; backfilled trades under their own source, one of
+    :data:`~dataflows.records.BACKFILL_SOURCES`), one partition named ``"journal"``.
 
     Delivery guarantee: exactly-once into idempotent sinks. The position is recovery
     state, so a resumed dataflow reads again what followed its last snapshot. Without

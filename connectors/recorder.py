@@ -11,6 +11,9 @@ feed's messages: a bar closes at most that long after its allowance ran out, how
 seldom the feed sends (the simulator sends every 0.2 s). It never parses: a message
 the dataflow would refuse is journaled like any other and refused there, with a reason.
 
+Trades the feed fetched to fill a reconnect's gap (:class:`~connectors.finnhub.Backfilled`)
+are journaled as ``BACKFILL`` entries, in the order of their seqs among the messages.
+
 If the journal cannot be written (disk full, a lock held too long), the entries stay in
 memory and the next flush tries again; nothing received is dropped.
 """
@@ -23,8 +26,8 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-from connectors.finnhub import FinnhubFeed
-from connectors.journal import HEARTBEAT, MESSAGE, SUBSCRIBED, Journal
+from connectors.finnhub import Backfilled, FinnhubFeed
+from connectors.journal import BACKFILL, HEARTBEAT, MESSAGE, SUBSCRIBED, Journal, backfill_payload
 from dataflows.records import US, wall_clock_us
 
 __all__ = ["FeedRecorder"]
@@ -53,7 +56,7 @@ class FeedRecorder:
         self.retention_us = round(retention_s * US)
         self.prune_every_us = round(prune_every_s * US)
         self.clock = clock
-        self.written = 0  # messages journaled
+        self.written = 0  # messages journaled (backfilled ones included)
         self._pending: list[Entry] = []
         self._wanted: frozenset[str] | None = None
         self._last_write_us = 0
@@ -80,7 +83,7 @@ class FeedRecorder:
         if wanted != self._wanted:
             self._pending.append((None, SUBSCRIBED, json.dumps(sorted(wanted))))
             self._wanted = wanted
-        self._pending.extend((seq, MESSAGE, text) for seq, text in messages)
+        self._pending.extend(_entry(seq, item) for seq, item in messages)
         if not self._pending and now - self._last_write_us >= self.heartbeat_us:
             self._pending.append((now, HEARTBEAT, None))
         if not self._pending:
@@ -90,7 +93,7 @@ class FeedRecorder:
         except sqlite3.Error as exc:
             log.warning("journal write failed (%s); %d entries kept", exc, len(self._pending))
             return
-        self.written += sum(1 for _, kind, _ in self._pending if kind == MESSAGE)
+        self.written += sum(1 for _, kind, _ in self._pending if kind in (MESSAGE, BACKFILL))
         self._pending = []
         self._last_write_us = now
 
@@ -104,3 +107,9 @@ class FeedRecorder:
                 log.info("journal: pruned %d entries older than the retention", removed)
         except sqlite3.Error as exc:
             log.warning("journal pruning failed: %s", exc)
+
+
+def _entry(seq: int, item: str | Backfilled) -> Entry:
+    if isinstance(item, Backfilled):
+        return (seq, BACKFILL, backfill_payload(item.source, item.message))
+    return (seq, MESSAGE, item)

@@ -20,6 +20,15 @@ pings, as Finnhub does). Without, every symbol trades around the clock.
 
 ``bad_rate`` replaces that fraction of the outgoing trade entries by malformed ones, to
 exercise the pipeline's dead-letter path.
+
+The same port answers Finnhub's REST routes for gap backfill from the trades it
+generated in the last ``history_s`` (:class:`TradeHistory`), with Finnhub's parameters
+and response shapes (see :mod:`connectors.finnhub_rest`): ``GET /api/v1/stock/tick``
+(``symbol``, ``date``, ``limit``, ``skip``) and ``GET /api/v1/stock/candle`` (``symbol``,
+``resolution=1``, ``from``, ``to``); the token as ``X-Finnhub-Token`` or ``?token=``.
+``premium=False`` refuses ``/stock/tick`` with 403, as Finnhub does for free plans. So
+that a reconnecting client's gap can be served, a symbol nobody is subscribed to any
+more is simulated on for ``history_s`` before it is dropped.
 """
 
 from __future__ import annotations
@@ -31,12 +40,16 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import date, datetime, time, timedelta
 from http import HTTPStatus
+from operator import attrgetter
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.asyncio.server import serve as ws_serve
@@ -55,7 +68,7 @@ from connectors.simulator import (
     wall_clock_us,
 )
 
-__all__ = ["DEFAULT_PORT", "ServerThread", "run", "serve"]
+__all__ = ["DEFAULT_PORT", "REST_PREFIX", "ServerThread", "TradeHistory", "run", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +76,83 @@ DEFAULT_PORT = 8765
 MAX_SYMBOL_LENGTH = 32
 PING = '{"type":"ping"}'
 FAR_FUTURE_MS = 10 * 365 * 86_400_000  # ten years
+REST_PREFIX = "/api/v1"  # as https://finnhub.io/api/v1
+TICK_LIMIT = 25_000
+EXCHANGE_TZ = ZoneInfo("America/New_York")
 
 Ready = Callable[[int], None] | asyncio.Future[int]
+
+
+class TradeHistory:
+    """The trades served, per symbol in time order, for the REST routes."""
+
+    def __init__(self, trades: Iterable[Trade] = (), keep_ms: int | None = None) -> None:
+        self.keep_ms = keep_ms
+        self._by_symbol: dict[str, list[Trade]] = {}
+        self.add(sorted(trades, key=_TIME))
+
+    def add(self, trades: Iterable[Trade]) -> None:
+        """Add trades later than those held (the generator hands them out in order);
+        drop those older than ``keep_ms`` before the newest."""
+        touched = set()
+        for t in trades:
+            self._by_symbol.setdefault(t.symbol, []).append(t)
+            touched.add(t.symbol)
+        keep = self.keep_ms
+        if keep is None:
+            return
+        for symbol in touched:
+            rows = self._by_symbol[symbol]
+            del rows[: bisect_left(rows, rows[-1].time_ms - keep, key=_TIME)]
+
+    def between(self, symbol: str, from_ms: int, to_ms: int) -> list[Trade]:
+        """``symbol``'s trades with ``from_ms <= time_ms < to_ms``."""
+        rows = self._by_symbol.get(symbol, [])
+        return rows[bisect_left(rows, from_ms, key=_TIME) : bisect_left(rows, to_ms, key=_TIME)]
+
+    def tick_page(self, symbol: str, day: str, skip: int, limit: int) -> dict[str, Any]:
+        """``/stock/tick``'s answer: the New York day's trades, ``limit`` from ``skip``."""
+        start = datetime.combine(date.fromisoformat(day), time(), EXCHANGE_TZ)
+        from_ms = int(start.timestamp() * 1000)
+        to_ms = int((start + timedelta(days=1)).timestamp() * 1000)
+        rows = self.between(symbol, from_ms, to_ms)
+        page = rows[skip : skip + limit]
+        return {
+            "s": symbol,
+            "skip": skip,
+            "count": len(page),
+            "total": len(rows),
+            "v": [t.volume for t in page],
+            "p": [t.price for t in page],
+            "t": [t.time_ms for t in page],
+            "x": ["SIM"] * len(page),
+            "c": [list(t.conditions or ()) for t in page],
+        }
+
+    def candles(self, symbol: str, from_s: int, to_s: int) -> dict[str, Any]:
+        """``/stock/candle``'s answer at resolution 1: the minutes starting in
+        ``[from_s, to_s]`` that traded."""
+        first = from_s // 60 * 60
+        rows = self.between(symbol, first * 1000, (to_s // 60 * 60 + 60) * 1000)
+        cols: dict[str, list[Any]] = {k: [] for k in ("t", "o", "h", "l", "c", "v")}
+        i = 0
+        while i < len(rows):
+            minute = rows[i].time_ms // 60_000 * 60
+            j = bisect_right(rows, minute * 1000 + 59_999, lo=i, key=_TIME)
+            prices = [t.price for t in rows[i:j]]
+            if minute >= from_s:
+                for k, v in zip(
+                    cols,
+                    (minute, prices[0], max(prices), min(prices), prices[-1]),
+                    strict=False,
+                ):
+                    cols[k].append(v)
+                cols["v"].append(sum(t.volume for t in rows[i:j]))
+            i = j
+        return {"s": "ok" if cols["t"] else "no_data", **cols}
+
+
+_TIME = attrgetter("time_ms")
 
 
 class _Feed:
@@ -80,6 +168,8 @@ class _Feed:
         spikes: Sequence[Spike],
         calendar: str | None = None,
         calendars: Mapping[str, str] | None = None,
+        history: TradeHistory | None = None,
+        history_s: float = 0.0,
     ) -> None:
         params = replace(params or SimParams(), rate=rate)
         self.generator = TickGenerator(
@@ -89,6 +179,9 @@ class _Feed:
         self.bad_rate = bad_rate
         self.clock = clock
         self._bad_rng = random.Random(seed)
+        self.history = history if history is not None else TradeHistory()
+        self._linger_us = round(history_s * 1_000_000)
+        self._idle_since: dict[str, int] = {}  # symbols nobody wants now, simulated on
 
     async def handle(self, ws: ServerConnection) -> None:
         subscriptions: set[str] = set()
@@ -122,6 +215,7 @@ class _Feed:
             return f"Invalid symbol: {symbol!r}"
         if kind == "subscribe" and symbol not in subscriptions:
             subscriptions.add(symbol)
+            self._idle_since.pop(symbol, None)
             self.generator.add_symbol(symbol)
         elif kind == "unsubscribe" and symbol in subscriptions:
             subscriptions.discard(symbol)
@@ -130,11 +224,24 @@ class _Feed:
 
     def _release(self, symbol: str) -> None:
         if not any(symbol in subs for subs in self.clients.values()):
-            self.generator.remove_symbol(symbol)
+            if self._linger_us > 0:
+                self._idle_since[symbol] = self.clock()
+            else:
+                self.generator.remove_symbol(symbol)
+
+    def _drop_idle(self, now_us: int) -> None:
+        for symbol, since in list(self._idle_since.items()):
+            if now_us - since >= self._linger_us:
+                del self._idle_since[symbol]
+                self.generator.remove_symbol(symbol)
 
     def tick(self) -> None:
         """Send every client the trades of its symbols since the last tick."""
-        trades = self.generator.advance(max(self.clock(), self.generator.now_us + 1))
+        now_us = max(self.clock(), self.generator.now_us + 1)
+        self._drop_idle(now_us)
+        trades = self.generator.advance(now_us)
+        if self._linger_us > 0:
+            self.history.add(trades)
         if not trades or not self.clients:
             return
         entries = [self._entry(t) for t in trades]
@@ -186,20 +293,59 @@ def malformed_entry(trade: Trade, rng: random.Random) -> str:
     return json.dumps(entry, separators=(",", ":"))
 
 
-def _token_check(
-    token: str | None,
-) -> Callable[[ServerConnection, Request], Response | None] | None:
-    if token is None:
-        return None
-    expected = token.encode()
+def _requests(
+    token: str | None, history: TradeHistory, premium: bool
+) -> Callable[[ServerConnection, Request], Response | None]:
+    """Answers the REST routes, and refuses a websocket handshake without the token."""
+    expected = token.encode() if token is not None else None
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
-        given = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
-        if hmac.compare_digest(given.encode(), expected):
+        url = urlsplit(request.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        given = request.headers.get("X-Finnhub-Token") or query.get("token", "")
+        authorized = expected is None or hmac.compare_digest(given.encode(), expected)
+        if url.path.startswith(f"{REST_PREFIX}/"):
+            if not authorized:
+                return _json(connection, HTTPStatus.UNAUTHORIZED, {"error": "Invalid API key"})
+            return _rest(connection, url.path[len(REST_PREFIX) :], query, history, premium)
+        if authorized:
             return None
         return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid or missing token\n")
 
     return process_request
+
+
+def _rest(
+    connection: ServerConnection,
+    route: str,
+    query: dict[str, str],
+    history: TradeHistory,
+    premium: bool,
+) -> Response:
+    try:
+        symbol = query["symbol"]
+        if route == "/stock/tick":
+            if not premium:
+                refusal = {"error": "You don't have access to this resource."}
+                return _json(connection, HTTPStatus.FORBIDDEN, refusal)
+            limit = min(int(query.get("limit", TICK_LIMIT)), TICK_LIMIT)
+            page = history.tick_page(symbol, query["date"], int(query.get("skip", 0)), limit)
+            return _json(connection, HTTPStatus.OK, page)
+        if route == "/stock/candle":
+            if query.get("resolution") != "1":
+                return _json(connection, HTTPStatus.UNPROCESSABLE_ENTITY, {"error": "resolution"})
+            body = history.candles(symbol, int(query["from"]), int(query["to"]))
+            return _json(connection, HTTPStatus.OK, body)
+    except (KeyError, ValueError) as exc:
+        return _json(connection, HTTPStatus.UNPROCESSABLE_ENTITY, {"error": f"bad request: {exc}"})
+    return _json(connection, HTTPStatus.NOT_FOUND, {"error": f"no route {route}"})
+
+
+def _json(connection: ServerConnection, status: HTTPStatus, body: object) -> Response:
+    response = connection.respond(status, json.dumps(body, separators=(",", ":")))
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = "application/json"
+    return response
 
 
 async def _every(seconds: float, action: Callable[[], None]) -> None:
@@ -227,6 +373,9 @@ async def serve(
     spikes: Sequence[Spike] = (),
     calendar: str | None = None,
     calendars: Mapping[str, str] | None = None,
+    history_s: float = 1200.0,
+    history: TradeHistory | None = None,
+    premium: bool = True,
 ) -> None:
     """Serve the simulated Finnhub feed on ``host:port`` (0: any free port) until
     cancelled. ``ready`` is called with (or, a future, resolved to) the bound port.
@@ -234,10 +383,15 @@ async def serve(
     ``rate`` is trades per second per symbol (calm regime, regular session);
     ``interval_s`` the time between trade messages; ``calendar`` and ``calendars`` the
     market calendars symbols follow (default: none, trading around the clock).
+    The REST routes serve ``history`` (default: what was generated in the last
+    ``history_s``; 0: nothing kept), ``/stock/tick`` only if ``premium``.
     """
     if not 0.0 <= bad_rate <= 1.0:
         raise ValueError(f"bad_rate must be in [0, 1], got {bad_rate}")
-    feed = _Feed(seed, rate, bad_rate, clock, params, spikes, calendar, calendars)
+    history = history or TradeHistory(keep_ms=round(history_s * 1000))
+    feed = _Feed(
+        seed, rate, bad_rate, clock, params, spikes, calendar, calendars, history, history_s
+    )
     if feed.generator.calendar is not None:
         status = market_hours(feed.generator.calendar).status(clock())
         logger.info("%s; the symbols trade at its hours", status)
@@ -245,7 +399,7 @@ async def serve(
         feed.handle,
         host,
         port,
-        process_request=_token_check(token),
+        process_request=_requests(token, feed.history, premium),
         compression=None,
         close_timeout=2,
     ) as server:

@@ -109,6 +109,8 @@ class Analysis:
         if isinstance(item, SessionMark):
             return state, self.on_mark(state, item)
         bar = item
+        if bar.close is None:
+            return state, self.on_priceless(state, bar)
         from_open = state.from_open and bar.bar_seconds < DAILY_BAR_SECONDS
         state.from_open = False
         metrics = state.metrics.update(bar, self.per_year(state, bar), from_open)
@@ -126,6 +128,15 @@ class Analysis:
             [],
             [],
         )
+
+    @staticmethod
+    def on_priceless(state: SymbolState, bar: Bar) -> Analysed:
+        """A bar without prices (no print of it could set them: odd lots only, say): no
+        metrics, no model step, no alert; the day counts its volume, VWAP and trades. The
+        next bar's return is measured from the last bar with prices."""
+        if state.day is not None:
+            state.day.add_priceless(bar)
+        return Analysed(bar, None, [], [], [], [], [], [])
 
     @staticmethod
     def step_models(state: SymbolState, bar: Bar, metrics: Metrics) -> StepResult:

@@ -48,6 +48,18 @@ from typing import NamedTuple
 from bytewax.operators import StatefulLogic
 from typing_extensions import override
 
+from dataflows.conditions import (
+    ALL,
+    HIGH_LOW,
+    OPEN_CLOSE,
+    PRICES,
+    SEEN,
+    TRADE,
+    VOLUME,
+    VWAP,
+    Conditions,
+    flags,
+)
 from dataflows.config import BarConfig  # re-exported: the step and its configuration
 from dataflows.parse import TickChunk, arrival_us
 from dataflows.records import US, Bar, Reject, Tick
@@ -57,56 +69,108 @@ from dataflows.snapshots import freeze
 UTC_MIN_US = -(2**62)
 BAND_WINDOW = 15  # trades in the price band's median
 _BAND_EVERY = 8  # the median is recomputed every this many trades
+_INF = float("inf")
+_NO_OPEN = (2**63, 0)  # after every (time, seq): the first print allowed replaces it
+_NO_CLOSE = (-(2**63), 0)
 
 
 @dataclass
 class _Acc:
-    """A bar being built. Open and close are the first and last trade by (time, seq),
-    so the result does not depend on the order ticks arrive in."""
+    """A bar being built, under the trade condition rules of :mod:`dataflows.conditions`
+    (``mode``: the ``BarConfig.conditions`` in force). Open and close are the first and
+    last print allowed to set them, by (time, seq), so the result does not depend on the
+    order ticks arrive in; high and low span the prints allowed to set them; volume, VWAP
+    and the trade count each sum their own prints. The common print (no conditions, a
+    size) updates everything without a lookup."""
 
-    open_key: tuple[int, int]
-    open: float
-    high: float
-    low: float
-    close_key: tuple[int, int]
-    close: float
+    open_key: tuple[int, int] = _NO_OPEN
+    open: float | None = None
+    high: float = -_INF
+    low: float = _INF
+    close_key: tuple[int, int] = _NO_CLOSE
+    close: float | None = None
     volume: float = 0.0
     notional: float = 0.0
+    vwap_volume: float = 0.0  # the size of the prints in the VWAP
     trades: int = 0
+    counted: bool = False  # a sized print updated something (the fast path: see volume)
 
     @classmethod
-    def first(cls, t: Tick) -> _Acc:
-        key = (t.time_us, t.seq)
-        return cls(key, t.price, t.price, t.price, key, t.price, t.size, t.price * t.size, 1)
+    def first(cls, t: Tick, mode: Conditions) -> _Acc:
+        acc = cls()
+        acc.add(t, mode)
+        return acc
 
-    def add(self, t: Tick) -> None:
-        key = (t.time_us, t.seq)
+    def add(self, t: Tick, mode: Conditions) -> None:
+        c, v = t.conditions, t.size
+        bits = ALL if c is None or mode == "all" else SEEN.get(c) or flags(c, mode)
+        if v <= 0:
+            bits &= PRICES
+        if bits != ALL:
+            self._add_some(t, bits)
+            return
+        key, p = (t.time_us, t.seq), t.price
         if key < self.open_key:
-            self.open_key, self.open = key, t.price
+            self.open_key, self.open = key, p
         if key > self.close_key:
-            self.close_key, self.close = key, t.price
-        if t.price > self.high:
-            self.high = t.price
-        elif t.price < self.low:
-            self.low = t.price
-        self.volume += t.size
-        self.notional += t.price * t.size
+            self.close_key, self.close = key, p
+        if p > self.high:
+            self.high = p
+        if p < self.low:
+            self.low = p
+        self.volume += v
+        self.notional += p * v
+        self.vwap_volume += v
         self.trades += 1
 
-    def bar(self, start_us: int, symbol: str, bar_seconds: int) -> Bar:
-        vwap = self.notional / self.volume if self.volume > 0 else None
+    def _add_some(self, t: Tick, bits: int) -> None:
+        p, v = t.price, t.size
+        if bits & OPEN_CLOSE:
+            key = (t.time_us, t.seq)
+            if key < self.open_key:
+                self.open_key, self.open = key, p
+            if key > self.close_key:
+                self.close_key, self.close = key, p
+        if bits & HIGH_LOW:
+            if p > self.high:
+                self.high = p
+            if p < self.low:
+                self.low = p
+        if bits & VOLUME:
+            self.volume += v
+        if bits & VWAP:
+            self.notional += p * v
+            self.vwap_volume += v
+        if bits & TRADE:
+            self.trades += 1
+        if bits and v > 0:
+            self.counted = True
+
+    def bar(self, start_us: int, symbol: str, bar_seconds: int) -> Bar | None:
+        """The bar, or None if no print with a size updated anything. Its prices are all
+        set or all None: without a print allowed to set open and close (odd lots only,
+        say) the bar has volume and perhaps a VWAP, and no prices."""
+        if not (self.counted or self.volume > 0):
+            return None
+        vwap = self.notional / self.vwap_volume if self.vwap_volume > 0 else None
+        priced = self.close is not None
         return Bar(
             start_us,
             symbol,
             self.open,
-            self.high,
-            self.low,
+            self.high if priced else None,
+            self.low if priced else None,
             self.close,
             self.volume,
             vwap,
             self.trades,
             bar_seconds,
         )
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A snapshot from before the condition rules: every print was in the VWAP.
+        old = {"vwap_volume": state.get("volume", 0.0), "counted": True}
+        self.__dict__.update({**old, **state})
 
 
 @dataclass
@@ -126,15 +190,27 @@ class BarState:
     session: Session | None = None  # the session open now (its open mark was emitted)
     after_us: int = UTC_MIN_US  # the last close emitted: the next session opens after it
     last_tick_us: int = UTC_MIN_US
+    # Bars closed within the revision window, and how often each was revised since.
+    closed: dict[int, _Acc] = field(default_factory=dict)
+    revisions: dict[int, int] = field(default_factory=dict)
+    kept_from_us: int = UTC_MIN_US  # bars ending before it closed without being kept
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A snapshot from before revised bars kept none of its closed bars: a late tick
+        # must not rewrite one of those with itself alone.
+        old = {"closed": {}, "revisions": {}, "kept_from_us": state.get("last_tick_us")}
+        self.__dict__.update({**old, **state})
 
 
 class BarEvent(NamedTuple):
     """What the bars step emits: a closed bar, a tick refused (late, or outside the
-    price band), or a session's open or close."""
+    price band), a session's open or close, or a closed bar revised by late trades
+    (``revised``: for the bars table only; later bars' metrics stay as they were)."""
 
     bar: Bar | None
     late: Reject | None
     mark: SessionMark | None = None
+    revised: Bar | None = None
 
 
 class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
@@ -172,6 +248,8 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
             st.symbol = value.ticks[0].symbol
         skip_extended = not self.extended_in_bars
         last_tick = st.last_tick_us
+        window = cfg.revision_window_us
+        revised: set[int] = set()
         for tick in value.ticks:
             t = tick.time_us
             if live:
@@ -182,8 +260,11 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
                 if t > arrived:
                     t = arrived  # stamped ahead of its arrival: the watermark stops there
             if tick.time_us < watermark:
-                st.late += 1
-                out.append(BarEvent(None, _late(value, tick, watermark)))
+                if window:
+                    self._late_tick(value, tick, watermark, revised, out)
+                else:
+                    st.late += 1
+                    out.append(BarEvent(None, _late(value, tick, watermark)))
                 continue
             if t > last_tick:
                 last_tick = t
@@ -196,9 +277,9 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
                 start = tick.time_us - tick.time_us % bar_us
                 acc = opened.get(start)
                 if acc is None:
-                    opened[start] = _Acc.first(tick)
+                    opened[start] = _Acc.first(tick, cfg.conditions)
                 else:
-                    acc.add(tick)
+                    acc.add(tick, cfg.conditions)
             base = t - allowance
             if base > st.watermark_base_us:
                 # The clock has not moved past the new base: the watermark is the base.
@@ -208,8 +289,56 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
             now = value.clock_us
             watermark = self.watermark(now)
         st.clock_us, st.last_tick_us = now, last_tick
+        out.extend(self._revised(sorted(revised)))
         out.extend(self._close(watermark))
         return out, StatefulLogic.RETAIN
+
+    def _late_tick(
+        self,
+        chunk: TickChunk,
+        tick: Tick,
+        watermark: int,
+        revised: set[int],
+        out: list[BarEvent],
+    ) -> None:
+        """A tick behind the watermark: into its bar if that is still open, into the
+        closed bar (``revised``) if that closed at most the revision window ago, else a
+        ``late`` reject. It never moves the watermark."""
+        st, bar_us = self.state, self.config.bar_us
+        start = tick.time_us - tick.time_us % bar_us
+        if watermark - (start + bar_us) > self.config.revision_window_us:
+            st.late += 1
+            out.append(BarEvent(None, _late(chunk, tick, watermark)))
+            return
+        if tick.extended and not self.extended_in_bars:
+            return  # stored, flagged, not in bars
+        if self.config.price_band and not self._in_band(tick.price):
+            out.append(BarEvent(None, _out_of_band(chunk, tick, st.band)))
+            return
+        bars = st.open if start + bar_us > watermark else st.closed
+        acc = bars.get(start)
+        if acc is None and bars is st.closed and start + bar_us <= st.kept_from_us:
+            st.late += 1
+            out.append(BarEvent(None, _late(chunk, tick, watermark)))
+            return
+        if acc is None:
+            bars[start] = _Acc.first(tick, self.config.conditions)
+        else:
+            acc.add(tick, self.config.conditions)
+        if bars is st.closed:
+            revised.add(start)
+
+    def _revised(self, starts: list[int]) -> list[BarEvent]:
+        """The closed bars late ticks changed in this chunk, each with its next revision
+        (a bar first made of late ticks is revision 1: it was not there when it closed)."""
+        st, secs, out = self.state, self.config.bar_seconds, []
+        for start in starts:
+            bar = st.closed[start].bar(start, st.symbol, secs)
+            if bar is None:
+                continue
+            n = st.revisions[start] = st.revisions.get(start, 0) + 1
+            out.append(BarEvent(None, None, revised=bar._replace(revision=n)))
+        return out
 
     def _in_band(self, price: float) -> bool:
         st = self.state
@@ -244,10 +373,22 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
         return freeze(self.state)
 
     def _close(self, watermark: int, eof: bool = False, marks: bool = True) -> list[BarEvent]:
-        opened, bar_us = self.state.open, self.config.bar_us
+        st, bar_us = self.state, self.config.bar_us
+        opened = st.open
         due = sorted(s for s in opened if s + bar_us <= watermark)
-        secs, symbol = self.config.bar_seconds, self.state.symbol
-        bars = [BarEvent(opened.pop(s).bar(s, symbol, secs), None) for s in due]
+        secs, symbol = self.config.bar_seconds, st.symbol
+        bars = []
+        for s in due:
+            acc = opened.pop(s)
+            bar = acc.bar(s, symbol, secs)
+            if bar is not None:
+                bars.append(BarEvent(bar, None))
+            if self.config.revision_window_us:
+                st.closed[s] = acc
+            else:  # not kept: never to be revised, should the window open later
+                st.kept_from_us = s + bar_us
+        if due and st.closed:  # once per bar closed, not per chunk
+            self._forget_closed(watermark)
         if self.sessions is None or not symbol or not marks:
             return bars
         passed = self._marks(watermark, eof, due + sorted(opened))
@@ -258,6 +399,13 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
         keyed += passed
         keyed.sort(key=lambda k: (k[0], k[1]))
         return [event for _, _, event in keyed]
+
+    def _forget_closed(self, watermark: int) -> None:
+        """Drop the closed bars the revision window has passed."""
+        st, reach = self.state, self.config.bar_us + self.config.revision_window_us
+        for s in [s for s in st.closed if watermark - s > reach]:
+            del st.closed[s]
+            st.revisions.pop(s, None)
 
     def _marks(
         self, watermark: int, eof: bool, starts: list[int]

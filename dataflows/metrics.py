@@ -44,13 +44,18 @@ class MetricsState:
         self.ewma_var = stats.EWMean(fading_factor=1.0 - self.config.ewma_lambda)
 
     def update(self, bar: Bar, per_year: float | None = None, from_open: bool = False) -> Metrics:
+        """The metrics of a bar with prices (a bar without, of odd lots only say, has
+        none: the analysis step keeps it from here; ``ValueError`` if one comes)."""
+        close = bar.close
+        if close is None:
+            raise ValueError(f"{bar.symbol}: the bar at {bar.start_us} has no prices")
         self.bars_seen += 1
-        prev, self.prev_close = self.prev_close, bar.close
+        prev, self.prev_close = self.prev_close, close
         if from_open:
             prev = bar.open
         if prev is None:
             return Metrics(bar.start_us, bar.symbol, None, None, None, None, None, None, 1)
-        r = math.log(bar.close / prev)
+        r = math.log(close / prev)
         self.returns_var.update(r)
         self.returns_mean.update(r)
         self.ewma_var.update(r * r)

@@ -26,7 +26,17 @@ import pandas as pd
 from pandas.api.types import infer_dtype
 
 from dataflows.config import ParseConfig  # re-exported: the step and its configuration
-from dataflows.records import US, RawBatch, Reject, RowBlock, Tick, Ticks, pg_safe, pg_text
+from dataflows.records import (
+    BACKFILL_SOURCES,
+    US,
+    RawBatch,
+    Reject,
+    RowBlock,
+    Tick,
+    Ticks,
+    pg_safe,
+    pg_text,
+)
 from dataflows.times import to_epoch_us
 
 REASONS = (
@@ -43,7 +53,7 @@ REASONS = (
     "negative_size",
     "bad_time",  # a time that cannot be read as one
     "implausible_time",  # too far from the stream's clock
-    "late",  # older than the bars' late-tick allowance (decided in dataflows.bars)
+    "late",  # its bar closed longer ago than the revision window (decided in dataflows.bars)
     "too_large",  # over ParseConfig.max_message_chars, or more trades than seqs can number
     "bad_text",  # a symbol or condition PostgreSQL cannot store (NUL, a lone surrogate)
     "out_of_range",  # price above ParseConfig.max_price or size above max_size
@@ -118,6 +128,8 @@ class _Ctx:
     def __init__(self, batch: RawBatch, config: ParseConfig) -> None:
         self.source = batch.source
         self.clock_us = batch.clock_us
+        # A backfilled trade says where it came from (ticks.source); others leave it NULL.
+        self.tick_source = batch.source if batch.source in BACKFILL_SOURCES else None
         self.lo_us = batch.clock_us - int(config.max_past_s * US)
         self.hi_us = batch.clock_us + int(config.max_future_s * US)
         self.max_price = config.max_price
@@ -204,7 +216,7 @@ class _TradeMessage(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 # Stricter than json.loads (no NaN, no lone surrogates, no unknown keys, strict types):
 # whatever it decodes, json.loads reads as the same values.
 _TYPED = msgspec.json.Decoder(_TradeMessage)
-_new_tick = tuple.__new__  # Tick(...) minus its Python-level __new__: pass all 7 fields
+_new_tick = tuple.__new__  # Tick(...) minus its Python-level __new__: pass all 8 fields
 
 
 def _parse_typed(ctx: _Ctx, first: int, text: str) -> bool:
@@ -218,7 +230,7 @@ def _parse_typed(ctx: _Ctx, first: int, text: str) -> bool:
     if msg.type != "trade" or len(data) > _MAX_TRADES:
         return False
     lo, hi, max_p, max_v = ctx.lo_us, ctx.hi_us, ctx.max_price, ctx.max_size
-    ok, symbol_ok = ctx.ok_symbols, ctx.symbol_ok
+    ok, symbol_ok, source = ctx.ok_symbols, ctx.symbol_ok, ctx.tick_source
     ticks = []
     seq = first
     for trade in data:
@@ -234,7 +246,7 @@ def _parse_typed(ctx: _Ctx, first: int, text: str) -> bool:
             cond = ",".join(c)
             if not cond.isascii() or "\x00" in cond:
                 return False
-        ticks.append(_new_tick(Tick, (us, s, float(p), float(v), seq, cond, False)))
+        ticks.append(_new_tick(Tick, (us, s, float(p), float(v), seq, cond, False, source)))
         seq += 1
     by_symbol = ctx.by_symbol
     for tick in ticks:
@@ -271,6 +283,7 @@ def _trades(ctx: _Ctx, seq: int, msg: object, text: str) -> list[Any] | None:
 def _parse_trades(ctx: _Ctx, base: int, data: list[Any], text: str) -> None:
     lo, hi, max_p, max_v = ctx.lo_us, ctx.hi_us, ctx.max_price, ctx.max_size
     ok, symbol_ok, by_symbol = ctx.ok_symbols, ctx.symbol_ok, ctx.by_symbol
+    source = ctx.tick_source
     for i, trade in enumerate(data):
         # Fast path for the common, well-formed trade; anything unusual (a missing or
         # mistyped field, NaN, inf, a bool, a value out of range, text PostgreSQL cannot
@@ -298,7 +311,9 @@ def _parse_trades(ctx: _Ctx, base: int, data: list[Any], text: str) -> None:
                     pass
                 else:
                     if cond is None or (cond.isascii() and "\x00" not in cond):
-                        by_symbol[s].append(Tick(t * 1000, s, float(p), float(v), base + i, cond))
+                        by_symbol[s].append(
+                            Tick(t * 1000, s, float(p), float(v), base + i, cond, False, source)
+                        )
                         continue
         _parse_trade(ctx, base + i, trade, text)
 
@@ -327,7 +342,9 @@ def _parse_trade(ctx: _Ctx, seq: int, trade: Any, text: str) -> None:
         ctx.reject(seq, symbol, "implausible_time", detail, _dump(trade, text))
         return
     price, size = float(trade["p"]), float(trade["v"])
-    tick = Tick(time_us, symbol, price, size, seq, _conditions(trade.get("c")))
+    tick = Tick(
+        time_us, symbol, price, size, seq, _conditions(trade.get("c")), False, ctx.tick_source
+    )
     ctx.by_symbol[symbol].append(tick)
 
 
@@ -465,7 +482,7 @@ def _parse_rows(ctx: _Ctx, block: RowBlock, seqs: list[int]) -> None:
     rows = zip(seqs, reasons, symbols, times.tolist(), prices.tolist(), sizes.tolist(), strict=True)
     for i, (seq, reason, sym, us, price, size) in enumerate(rows):
         if reason is None:
-            by_symbol[sym].append(_new_tick(Tick, (us, sym, price, size, seq, None, False)))
+            by_symbol[sym].append(_new_tick(Tick, (us, sym, price, size, seq, None, False, None)))
         else:
             payload = _row_payload(block, i)
             ctx.reject(seq, block.symbol[i], reason[0], reason[1], payload)

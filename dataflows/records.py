@@ -14,6 +14,11 @@ from typing import Any, NamedTuple
 
 US = 1_000_000  # microseconds per second
 
+BACKFILL_SOURCES = ("finnhub_tick", "finnhub_candle")
+"""The sources of trades fetched after a reconnect to fill its gap (Finnhub's REST
+``/stock/tick``, or its ``/stock/candle`` minute bars as prints): their ticks carry the
+source's name in ``ticks.source``; live and replayed ticks leave it ``NULL``."""
+
 
 Clock = Callable[[], int]
 """A clock in this module's time unit (microseconds since the Unix epoch)."""
@@ -113,6 +118,7 @@ class Tick(NamedTuple):
     seq: int
     conditions: str | None
     extended: bool = False
+    source: str | None = None  # one of BACKFILL_SOURCES for a backfilled trade
 
 
 class Ticks(list[Tick]):
@@ -149,14 +155,15 @@ class Bar(NamedTuple):
 
     start_us: int
     symbol: str
-    open: float
-    high: float
-    low: float
-    close: float
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
     volume: float
     vwap: float | None
     trades: int
     bar_seconds: int
+    revision: int = 0  # how many times the bar changed after it closed (late trades)
 
 
 class Metrics(NamedTuple):

@@ -182,7 +182,7 @@ def _source_rejects(parsed: Parsed) -> tuple[str, list[Reject]] | None:
 
 
 def _closed_bar(event: BarEvent) -> list[Any] | None:
-    return _one(event.bar)
+    return _one(event.bar or event.revised)
 
 
 def _metric_row(analysed: Analysed) -> list[Any] | None:

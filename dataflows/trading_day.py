@@ -103,6 +103,7 @@ class TradingDay:
     close: float | None = None
     volume: float = 0.0
     notional: float = 0.0
+    vwap_volume: float = 0.0  # the volume of the bars with a VWAP
     trades: int = 0
     bars: int = 0
     returns: list[float] = field(default_factory=list)
@@ -123,7 +124,8 @@ class TradingDay:
         """Take a bar of the session, with what the analysis step made of it;
         ``prev_close`` is the previous session's last regular close, for the overnight
         return."""
-        self.bar_seconds = bar.bar_seconds
+        if bar.open is None or bar.high is None or bar.low is None or bar.close is None:
+            raise ValueError(f"{bar.symbol}: the bar at {bar.start_us} has no prices")
         if self.open is None:
             self.open = bar.open
             if prev_close:
@@ -131,16 +133,31 @@ class TradingDay:
         self.high = max(self.high, bar.high)
         self.low = min(self.low, bar.low)
         self.close = bar.close
-        self.volume += bar.volume
-        self.notional += (bar.vwap or 0.0) * bar.volume
-        self.trades += bar.trades
-        self.bars += 1
+        self.add_priceless(bar)
         r = metrics.log_return
         if r is not None:
             self.returns.append(r)
             self._score(r)
         self.alerts.update(a.kind for a in alerts)
         self.pending = [f for f in forecasts if f.horizon == 1]
+
+    def add_priceless(self, bar: Bar) -> None:
+        """Count a bar's volume, VWAP and trades (all a bar without prices brings).
+
+        The day's VWAP weights each bar's VWAP by the bar's volume: exact while every
+        print in a bar's volume is in its VWAP too (the condition rules keep a few out:
+        average-price, cash, contingent prints, ...)."""
+        self.bar_seconds = bar.bar_seconds
+        self.volume += bar.volume
+        if bar.vwap is not None:
+            self.notional += bar.vwap * bar.volume
+            self.vwap_volume += bar.volume
+        self.trades += bar.trades
+        self.bars += 1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A snapshot from before the condition rules: every bar had a VWAP.
+        self.__dict__.update({"vwap_volume": state.get("volume", 0.0), **state})
 
     def _score(self, r: float) -> None:
         for f in self.pending:
@@ -173,11 +190,11 @@ class TradingDay:
             open_us=s.open_us,
             close_us=s.close_us,
             open=self.open,
-            high=self.high if self.trades else None,
-            low=self.low if self.trades else None,
+            high=self.high if self.open is not None else None,
+            low=self.low if self.open is not None else None,
             close=self.close,
             volume=self.volume,
-            vwap=self.notional / self.volume if self.volume > 0 else None,
+            vwap=self.notional / self.vwap_volume if self.vwap_volume > 0 else None,
             trades=self.trades,
             bars=self.bars,
             realized_vol=rv,

@@ -101,7 +101,8 @@ class FeatureState:
         if not self.sq_means[-1].window:
             return None
         eps = 1e-6 * self.ewma_var.get() + 1e-300
-        hl = math.log(bar.high / bar.low) if bar.low > 0 and bar.high >= bar.low else 0.0
+        high, low = bar.high, bar.low
+        hl = math.log(high / low) if high and low and low > 0 and high >= low else 0.0
         return {
             "ret": r,
             "surprise": math.log(r * r + 1e3 * eps),
@@ -112,10 +113,18 @@ class FeatureState:
 
 def range_variance(bar: Bar, r: float) -> float:
     """The bar's squared opening gap plus its Garman-Klass variance (module doc); ``r^2``
-    when its prices cannot be logged. Never negative: ``|ln(close/open)| <= ln(high/low)``."""
-    if not (0 < bar.low <= min(bar.open, bar.close) and max(bar.open, bar.close) <= bar.high):
+    when its prices cannot be logged (or it has none). Never negative:
+    ``|ln(close/open)| <= ln(high/low)``."""
+    o, h, lo, c = bar.open, bar.high, bar.low, bar.close
+    if (
+        o is None
+        or h is None
+        or lo is None
+        or c is None
+        or not 0 < lo <= min(o, c) <= max(o, c) <= h
+    ):
         return r * r
-    hl = math.log(bar.high / bar.low)
-    co = math.log(bar.close / bar.open)
+    hl = math.log(h / lo)
+    co = math.log(c / o)
     gap = r - co  # ln(open / previous close)
     return gap * gap + 0.5 * hl * hl - _GK_CLOSE * co * co

@@ -86,10 +86,10 @@ def detector_scores(name: str, bars: Sequence[Bar], seed: int = 42) -> np.ndarra
     """Anomaly score of every bar by detector ``name``, as the pipeline computes it."""
     features, detector = FeatureState(), make_detector(name, seed=seed)
     out = np.zeros(len(bars))
-    prev = bars[0].close
+    prev = _close(bars[0])
     for i, bar in enumerate(bars[1:], start=1):
-        r = math.log(bar.close / prev)
-        prev = bar.close
+        r = math.log(_close(bar) / prev)
+        prev = _close(bar)
         _, anomaly_x = features.update(bar, r)
         if anomaly_x is not None:
             out[i] = score_then_learn(detector, anomaly_x)
@@ -117,3 +117,9 @@ def compare_detectors(
     table.index.name = "detector"
     table.attrs["winner"] = str(table.index[0])
     return table
+
+
+def _close(bar: Bar) -> float:
+    if bar.close is None:
+        raise ValueError(f"the bar at {bar.start_us} has no prices")
+    return bar.close

@@ -118,9 +118,11 @@ def return_metrics(bars: Sequence[Bar]) -> list[Metrics]:
     out: list[Metrics] = []
     prev: float | None = None
     for i, bar in enumerate(bars):
-        r = None if prev is None else math.log(bar.close / prev)
+        close = bar.close
+        assert close is not None  # daily bars of arch.data: every one has prices
+        r = None if prev is None else math.log(close / prev)
         out.append(Metrics(bar.start_us, bar.symbol, r, None, None, None, None, None, i + 1))
-        prev = bar.close
+        prev = close
     return out
 
 

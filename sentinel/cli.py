@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,6 +45,16 @@ def _horizons(text: str) -> tuple[int, ...]:
     return tuple(sorted(values))
 
 
+def _conditions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conditions",
+        choices=("tape", "all"),
+        help="trade conditions: 'tape' applies the consolidated tape's rules (odd lots move "
+        "volume, not prices; ...), 'all' lets every print update every field "
+        "(default SENTINEL_CONDITIONS, tape)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sentinel", description="Stock Sentinel: real-time stock analytics on TimescaleDB."
@@ -66,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="follow the market's hours (SENTINEL_CALENDAR); default: a 24/7 demo",
     )
+    _conditions_option(up)
     up.set_defaults(func=cmd_up)
 
     feed = sub.add_parser("feed", help="the feed process: websocket -> the journal")
@@ -87,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="without -i/-a: a cluster of N processes on 127.0.0.1, run and stopped together",
     )
+    _conditions_option(flow)
     flow.set_defaults(func=cmd_dataflow)
 
     sim = sub.add_parser("simulate", help="a Finnhub-protocol websocket feed of simulated trades")
@@ -127,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--recovery-dir", type=Path, help="Bytewax recovery: resume after a crash")
     rep.add_argument("--snapshot-interval", type=float, default=10.0, help="seconds")
+    _conditions_option(rep)
     rep.set_defaults(func=cmd_replay)
 
     gf = sub.add_parser("grafana", help="dashboards and alert rules as code")
@@ -239,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health poll
+    if conditions := getattr(args, "conditions", None):
+        # For this process and for every one it starts (`up`'s dataflow, a cluster's).
+        os.environ["SENTINEL_CONDITIONS"] = conditions
+        settings = settings.model_copy(update={"conditions": conditions})
     func: Callable[[argparse.Namespace, Settings], int] = args.func
     try:
         return func(args, settings)

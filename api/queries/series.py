@@ -13,7 +13,18 @@ from psycopg import sql
 
 from api.queries.base import Conn, Row, and_all, column_list, fetch, time_bounds, where_equal
 
-BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "vwap", "trades", "bar_seconds")
+BAR_COLUMNS = (
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "trades",
+    "bar_seconds",
+    "revision",
+)
 METRIC_COLUMNS = (
     "time",
     "log_return",
@@ -25,15 +36,18 @@ METRIC_COLUMNS = (
     "bars_seen",
 )
 
-# Re-bucketed bars: OHLCV re-aggregated (first open, max high, min low, last close, summed
-# volume and trades, volume-weighted VWAP over the bars that have one).
+# Re-bucketed bars: OHLCV re-aggregated (first open, max high, min low, last close, of
+# the bars that have prices; summed volume and trades, volume-weighted VWAP over the bars
+# that have one; the highest revision).
 _BUCKETED_BARS = """
     time_bucket(make_interval(secs => %(interval_s)s), time) AS time,
-    first(open, time) AS open, max(high) AS high, min(low) AS low,
-    last(close, time) AS close, sum(volume) AS volume,
+    first(open, time) FILTER (WHERE open IS NOT NULL) AS open,
+    max(high) AS high, min(low) AS low,
+    last(close, time) FILTER (WHERE close IS NOT NULL) AS close, sum(volume) AS volume,
     sum(vwap * volume) FILTER (WHERE vwap IS NOT NULL)
         / NULLIF(sum(volume) FILTER (WHERE vwap IS NOT NULL), 0) AS vwap,
-    sum(trades)::bigint AS trades, %(interval_s)s::integer AS bar_seconds
+    sum(trades)::bigint AS trades, %(interval_s)s::integer AS bar_seconds,
+    max(coalesce(revision, 0)) AS revision
 """
 # Re-bucketed metrics: log returns add up over a bucket; volatilities, Sharpe ratio and
 # the bar count are states "as of" a bar, so a bucket shows its last bar's values.

@@ -294,14 +294,16 @@ async function refreshRow(symbol) {
   ]);
   if (latest.status === "fulfilled" && latest.value.bars.length) {
     const b = latest.value.bars[0];
-    row.last = b.close;
-    row.lastTime = b.time;
+    if (isNum(b.close)) { // a bar of odd lots only has no prices: the last one stays
+      row.last = b.close;
+      row.lastTime = b.time;
+    }
     state.barSeconds = state.barSeconds || b.bar_seconds;
   }
   if (first.status === "fulfilled") {
     const b = first.value.bars[0];
-    row.open = b ? b.open : null;
-    row.openTime = b ? b.time : null;
+    row.open = b && isNum(b.open) ? b.open : null;
+    row.openTime = b && isNum(b.open) ? b.time : null;
   }
   if (metrics.status === "fulfilled" && metrics.value.metrics.length) takeMetrics(row, metrics.value.metrics[0]);
   if (forecast.status === "fulfilled" && forecast.value.forecasts.length) row.fcst = forecast.value.forecasts[0].value;
@@ -920,18 +922,19 @@ function fillIntervals() {
 function onBar(b) {
   const row = state.tickers.get(b.symbol);
   if (!row) return;
-  if (!row.lastTime || b.time >= row.lastTime) {
+  const priced = isNum(b.open) && isNum(b.close); // price-less bars: volume only
+  if (priced && (!row.lastTime || b.time >= row.lastTime)) {
     row.last = b.close;
     row.lastTime = b.time;
   }
-  if (!isNum(row.open) || (row.openTime && b.time < row.openTime)) {
+  if (priced && (!isNum(row.open) || (row.openTime && b.time < row.openTime))) {
     if (Date.parse(b.time) >= marketMidnight().getTime()) {
       row.open = b.open;
       row.openTime = b.time;
     }
   }
   renderRow(row);
-  if (b.symbol !== state.selected || !isNum(b.open) || !isNum(b.close)) return;
+  if (b.symbol !== state.selected || !priced) return;
   showPrice();
   const c = candle(b);
   const candles = state.candles || (state.candles = []);

@@ -18,8 +18,10 @@ How a chunk of rows is written, in one transaction:
    the chunk) aborts that COPY whole; the transaction is rolled back and the chunk is
    redone through a staging table: ``COPY pg_temp.<stage>`` (times as ``int8``), then
    ``INSERT INTO <table> SELECT ... ON CONFLICT (<key>) DO NOTHING``, turning the
-   microseconds into ``timestamptz`` in SQL. The stage is a ``TEMP`` table ``ON COMMIT
-   DELETE ROWS`` (it empties itself at commit, a rollback discards its rows). Chunks
+   microseconds into ``timestamptz`` in SQL (a table with a revision column, ``bars``,
+   updates instead where the row's revision is higher than the stored one's). The stage
+   is a ``TEMP`` table ``ON COMMIT DELETE ROWS`` (it empties itself at commit, a
+   rollback discards its rows). Chunks
    keep going through the stage until one skips nothing (the replay is over), then the
    direct COPY is back. Either way a chunk's rows land once, atomically.
 
@@ -135,15 +137,10 @@ def _statements(spec: TableSpec) -> _Statements:
     stage = sql.Identifier(f"sentinel_stage_{spec.table}")
     stage_types = [_STAGE_TYPES.get(t, t) for t in spec.pg_types]
     cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM pg_temp.{}").format(
-        sql.Identifier(spec.table), cols, _select_exprs(spec), stage
-    )
     return _Statements(
         create_stage=_create_stage(spec, stage),
         copy=sql.SQL("COPY pg_temp.{} ({}) FROM STDIN (FORMAT BINARY)").format(stage, cols),
-        insert_skipping=sql.SQL("{} ON CONFLICT ({}) DO NOTHING").format(
-            insert, sql.SQL(", ").join(map(sql.Identifier, spec.key))
-        ),
+        insert_skipping=_insert_skipping(spec, stage),
         stage_types=stage_types,
         copy_direct=sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
             sql.Identifier(spec.table), cols
@@ -151,6 +148,38 @@ def _statements(spec: TableSpec) -> _Statements:
         direct_types=list(spec.pg_types),
         json_indexes=tuple(i for i, t in enumerate(spec.pg_types) if t == "jsonb"),
         latest=_latest_statements(spec),
+    )
+
+
+def _insert_skipping(spec: TableSpec, stage: sql.Identifier) -> sql.Composed:
+    """The staged rows into the table, skipping those already stored; with a revision
+    column, a row of a higher revision than the stored one replaces it (the highest of
+    the chunk's rows of one key: a statement may not touch a row twice)."""
+    table, key = sql.Identifier(spec.table), sql.SQL(", ").join(map(sql.Identifier, spec.key))
+    cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    if spec.revision is None:
+        return sql.SQL(
+            "INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT ({}) DO NOTHING"
+        ).format(table, cols, _select_exprs(spec), stage, key)
+    revision = sql.Identifier(spec.revision)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+        for c in spec.columns
+        if c not in spec.key
+    )
+    return sql.SQL(
+        "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({key}) {exprs} FROM pg_temp.{stage} "
+        "ORDER BY {key}, {revision} DESC "
+        "ON CONFLICT ({key}) DO UPDATE SET {updates} "
+        "WHERE coalesce({table}.{revision}, 0) < EXCLUDED.{revision}"
+    ).format(
+        table=table,
+        cols=cols,
+        exprs=_select_exprs(spec),
+        stage=stage,
+        key=key,
+        revision=revision,
+        updates=updates,
     )
 
 

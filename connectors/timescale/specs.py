@@ -42,7 +42,9 @@ class TableSpec:
     takes a JSON-able value, or a ``str`` that is already JSON text. ``key`` is the
     primary key, the conflict target of the idempotent insert. ``latest_key``, when set,
     names the key of ``<table>_latest`` (migration 0010), which holds the newest row of
-    each such key and is kept current in the same transaction as the rows.
+    each such key and is kept current in the same transaction as the rows. ``revision``,
+    when set, names a column counting a row's versions (``bars.revision``): a row replaces
+    the stored one of its key when its revision is higher, and is skipped otherwise.
     """
 
     table: str
@@ -51,6 +53,7 @@ class TableSpec:
     pg_types: tuple[str, ...]
     key: tuple[str, ...]
     latest_key: tuple[str, ...] | None = None
+    revision: str | None = None
 
     def __post_init__(self) -> None:
         if not len(self.columns) == len(self.fields) == len(self.pg_types):
@@ -59,6 +62,8 @@ class TableSpec:
             raise ValueError(f"{self.table}: key {self.key} is not among the columns")
         if self.latest_key is not None and not set(self.latest_key) < set(self.key):
             raise ValueError(f"{self.table}: latest key {self.latest_key} is not within the key")
+        if self.revision is not None and self.revision not in self.columns:
+            raise ValueError(f"{self.table}: revision {self.revision!r} is not a column")
 
     @property
     def time_columns(self) -> tuple[str, ...]:
@@ -68,10 +73,11 @@ class TableSpec:
     @property
     def newest_by(self) -> tuple[str, ...]:
         """What orders the rows of one latest key, newest last: the time column, then
-        the rest of the primary key (``seq`` for ticks)."""
+        the rest of the primary key (``seq`` for ticks), then the revision."""
         assert self.latest_key is not None
         time = self.time_columns[0]
-        return (time, *(k for k in self.key if k not in self.latest_key and k != time))
+        rest = (k for k in self.key if k not in self.latest_key and k != time)
+        return (time, *rest, *((self.revision,) if self.revision else ()))
 
 
 def _spec(
@@ -80,6 +86,7 @@ def _spec(
     columns: Sequence[tuple[str, str, str]],
     record: type[NamedTuple] | None = None,
     latest_key: tuple[str, ...] | None = None,
+    revision: str | None = None,
 ) -> TableSpec:
     """A spec from ``(column, record field, pg type)`` triples, checked against ``record``.
 
@@ -93,6 +100,7 @@ def _spec(
         pg_types=tuple(t for _, _, t in columns),
         key=key,
         latest_key=latest_key,
+        revision=revision,
     )
     if record is not None and spec.fields != record._fields:
         raise TypeError(f"{table}: {record.__name__} fields {record._fields} != {spec.fields}")
@@ -110,6 +118,7 @@ TICKS = _spec(
         ("seq", "seq", "int8"),
         ("conditions", "conditions", "text"),
         ("extended", "extended", "bool"),
+        ("source", "source", "text"),
     ],
     Tick,
     latest_key=("symbol",),
@@ -142,9 +151,11 @@ BARS = _spec(
         ("vwap", "vwap", "float8"),
         ("trades", "trades", "int4"),
         ("bar_seconds", "bar_seconds", "int4"),
+        ("revision", "revision", "int4"),
     ],
     Bar,
     latest_key=("symbol",),
+    revision="revision",
 )
 BAR_METRICS = _spec(
     "bar_metrics",

@@ -37,6 +37,10 @@ class FeedStatus(NamedTuple):
     last_trade_us: int | None
     reconnects: int
     last_error: str | None
+    silent_reconnects: int = 0
+    backfilled_trades: int = 0
+    last_backfill_us: int | None = None
+    last_backfill: str | None = None
 
 
 class TickerFollower:
@@ -82,20 +86,28 @@ async def publish_feed_status(conn: psycopg.AsyncConnection[Any], st: FeedStatus
         **st._asdict(),
         "last_message_at": _time(st.last_message_us),
         "last_trade_at": _time(st.last_trade_us),
+        "last_backfill_at": _time(st.last_backfill_us),
     }
     try:
         async with conn.transaction():
             await conn.execute(
                 """INSERT INTO feed_status (source, url, connected, subscribed,
-                       last_message_at, last_trade_at, reconnects, last_error, updated_at)
+                       last_message_at, last_trade_at, reconnects, last_error,
+                       silent_reconnects, backfilled_trades, last_backfill_at,
+                       last_backfill, updated_at)
                    VALUES (%(source)s, %(url)s, %(connected)s, %(subscribed)s,
                        %(last_message_at)s, %(last_trade_at)s, %(reconnects)s,
-                       %(last_error)s, now())
+                       %(last_error)s, %(silent_reconnects)s, %(backfilled_trades)s,
+                       %(last_backfill_at)s, %(last_backfill)s, now())
                    ON CONFLICT (source) DO UPDATE SET url = EXCLUDED.url,
                        connected = EXCLUDED.connected, subscribed = EXCLUDED.subscribed,
                        last_message_at = EXCLUDED.last_message_at,
                        last_trade_at = EXCLUDED.last_trade_at,
                        reconnects = EXCLUDED.reconnects, last_error = EXCLUDED.last_error,
+                       silent_reconnects = EXCLUDED.silent_reconnects,
+                       backfilled_trades = EXCLUDED.backfilled_trades,
+                       last_backfill_at = EXCLUDED.last_backfill_at,
+                       last_backfill = EXCLUDED.last_backfill,
                        updated_at = now()""",
                 params,
             )

@@ -243,6 +243,7 @@ def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
     from connectors.finnhub import FinnhubFeed
+    from connectors.finnhub_rest import Backfiller, FinnhubRest
     from connectors.journal import Journal, JournalBusyError
     from connectors.recorder import FeedRecorder
     from connectors.timescale.tickers import TickerFollower
@@ -262,6 +263,12 @@ def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
     except JournalBusyError as exc:
         raise CommandError(str(exc)) from None
     token = settings.finnhub_token.get_secret_value() if settings.finnhub_token else None
+    backfiller = None
+    if settings.backfill != "off":
+        rest_url = _rest_url(settings)
+        client = FinnhubRest(rest_url, token, requests_per_min=settings.backfill_requests_per_min)
+        backfiller = Backfiller(client, settings.backfill, max_gap_s=settings.backfill_max_gap_s)
+        console.print(f"gaps backfilled from {rest_url} ({settings.backfill})")
     feed = FinnhubFeed(
         settings.feed_url,
         token,
@@ -272,6 +279,9 @@ def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
         proxy=None,
         clock=wall_clock_us,
         last_seq=journal.last_stamp_us(),
+        silent_after_s=settings.feed_silent_after_s,
+        backfiller=backfiller,
+        resume_from=journal.recent_messages(5_000_000) if backfiller else (),
     )
     recorder = FeedRecorder(journal, feed, retention_s=settings.journal_retention_h * 3600)
     console.print(f"feed {settings.feed_url} -> journal {settings.journal_file}")
@@ -281,6 +291,20 @@ def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
         journal.close()
     console.print(f"feed stopped after journaling {recorder.written:,} messages")
     return 0
+
+
+def _rest_url(settings: Settings) -> str:
+    """``SENTINEL_FINNHUB_REST_URL`` if set; else Finnhub's own for Finnhub's websocket,
+    and the feed's own host for any other (the simulator serves the REST routes too)."""
+    from urllib.parse import urlsplit
+
+    from connectors.simulator_server import REST_PREFIX
+
+    feed = urlsplit(settings.feed_url)
+    if "finnhub_rest_url" in settings.model_fields_set or feed.hostname == "ws.finnhub.io":
+        return settings.finnhub_rest_url
+    scheme = "https" if feed.scheme == "wss" else "http"
+    return f"{scheme}://{feed.netloc}{REST_PREFIX}"
 
 
 def cmd_dataflow(args: argparse.Namespace, settings: Settings) -> int:

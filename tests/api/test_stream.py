@@ -85,8 +85,22 @@ def test_a_new_bar_arrives_within_one_bar_interval(server: str, db: str) -> None
         "vwap": 10.5,
         "trades": 7,
         "bar_seconds": 1,
+        "revision": 0,
     }
     assert row["close"] == data["close"]
+
+
+def test_a_revised_bar_is_a_bar_revision_event(server: str, db: str) -> None:
+    with subscribe(server, symbols="ZZZ", kinds="bar_revision") as lines:
+        execute(db, BAR_INSERT, "2024-03-04T14:00:00Z", "ZZZ")  # a new bar: not asked for
+        execute(
+            db,
+            """UPDATE bars SET close = 12, high = 12, trades = 8, revision = 1
+               WHERE symbol = 'ZZZ'""",
+        )
+        kind, data = next_event(lines)
+    assert kind == "bar_revision"
+    assert (data["revision"], data["close"], data["trades"]) == (1, 12, 8)
 
 
 def test_every_kind_reaches_every_client_through_one_listener(server: str, db: str) -> None:

@@ -25,7 +25,8 @@ def run_bars(ticks: list[Tick], config: BarConfig, chunk: int = 97) -> tuple[lis
         for i in range(0, len(ts), chunk):
             events, _ = logic.on_item(TickChunk("test", 0, ts[i : i + chunk]))
             for e in events:
-                (bars.append(e.bar) if e.bar else late.append(e.late))
+                if e.bar or e.late:
+                    (bars.append(e.bar) if e.bar else late.append(e.late))
         events, _ = logic.on_eof()
         bars += [e.bar for e in events if e.bar]
     return bars, late
@@ -43,8 +44,9 @@ def test_bars_equal_pandas(bar_seconds: int) -> None:
 
 
 def test_out_of_order_within_allowance_is_kept_and_beyond_is_late() -> None:
+    """Without a revision window (see test_revisions for the default)."""
     t0 = START_US
-    cfg = BarConfig(bar_seconds=60, allowance_s=5)
+    cfg = BarConfig(bar_seconds=60, allowance_s=5, revision_window_s=0)
     ticks = [
         Tick(t0 + 10 * US, "X", 10.0, 1, 0, None),
         Tick(t0 + 30 * US, "X", 11.0, 1, 1, None),
@@ -122,7 +124,7 @@ def test_a_trade_stamped_ahead_of_its_arrival_cannot_make_the_next_trades_late()
 
 
 def test_a_late_trade_is_still_late() -> None:
-    cfg = BarConfig(bar_seconds=5, allowance_s=1)
+    cfg = BarConfig(bar_seconds=5, allowance_s=1, revision_window_s=0)
     logic = BarLogic(cfg, live=True)
     t0 = START_US - START_US % (5 * US)
     logic.on_item(TickChunk("test", t0 + 10 * US, [live_tick(t0 + 10 * US, t0 + 10 * US)]))
@@ -144,6 +146,7 @@ def test_the_price_band_refuses_a_bad_print_and_follows_a_real_move() -> None:
     assert refused[0].reason == "implausible_price"
     assert "1e+308" in refused[0].detail
     (bar,) = [e.bar for e in events if e.bar]
+    assert bar.high is not None
     assert bar.high < 1e308
     # The move to 1000 is refused until the median of the last 15 trades (the bad print
     # among them) follows it, at its 7th trade.

@@ -114,7 +114,9 @@ def test_late_ticks_in_the_flow_are_rejected_not_dropped() -> None:
         (i, json.dumps({"type": "trade", "data": [{"s": "Z", "p": p, "t": t // 1000, "v": 1}]}))
         for i, (t, p) in enumerate(trades)
     ]
-    cfg = FlowConfig(parse=CONFIG.parse, bars=BarConfig(60, allowance_s=5), live=False)
+    cfg = FlowConfig(
+        parse=CONFIG.parse, bars=BarConfig(60, allowance_s=5, revision_window_s=0), live=False
+    )
     out = run([RawBatch("test", t0, messages)], cfg)
     assert [r.reason for r in out["rejects"]] == ["late"]
     assert len(out["ticks"]) == 3, "raw ticks are stored even when late for their bar"

@@ -10,10 +10,10 @@ from connectors.simulator import SimParams, SimulatorSource, Spike, TickGenerato
 from dataflows.alerts import AlertConfig
 from dataflows.bars import BarConfig
 from dataflows.parse import ParseConfig
-from dataflows.records import US, Tick
+from dataflows.records import US
 from dataflows.ticks import FlowConfig
-from tests.dataflows.helpers import pandas_bars
 from tests.dataflows.test_bars import COLUMNS
+from tests.dataflows.test_conditions import reference_bars
 
 START_US = 1_700_000_000 * US
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
@@ -38,13 +38,18 @@ def test_simulated_bars_equal_pandas_over_the_generators_own_trades() -> None:
     source = SimulatorSource(SYMBOLS, seed=7, start_us=START_US, duration_s=seconds)
     out = flow_of(source, FlowConfig(parse=PARSE, bars=BarConfig(bar, 0), live=False))
 
-    # The reference: the same generator, advanced in one go, bars by pandas.
+    # The reference: the same generator, advanced in one go, bars by pandas under the
+    # condition rules (its odd lots, ``["1", "12"]``, set no prices).
     trades = TickGenerator(SYMBOLS, 7, START_US).advance(START_US + seconds * US)
-    ticks = [
-        Tick(t.time_ms * 1000, t.symbol, t.price, float(t.volume), i, None)
-        for i, t in enumerate(trades)
-    ]
-    want = pandas_bars(ticks, bar)[COLUMNS]
+    tape = pd.DataFrame(
+        [
+            (t.time_ms, t.symbol, t.price, float(t.volume), list(t.conditions or []) or None)
+            for t in trades
+        ],
+        columns=["time_ms", "symbol", "price", "size", "codes"],
+    )
+    assert tape.codes.map(lambda c: c == ["1", "12"]).any()
+    want = reference_bars(tape, "tape", bar)
     got = pd.DataFrame(out["bars"])[COLUMNS].sort_values(["symbol", "start_us"])
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, rtol=1e-12, check_dtype=False)
     assert len(out["ticks"]) == len(trades)

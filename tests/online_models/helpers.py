@@ -35,7 +35,7 @@ def simulate(
 
 def metrics_for(bars: list[Bar]) -> list[Metrics]:
     """Metrics carrying only the log return of each bar (numpy, from the closes)."""
-    r = np.diff(np.log([b.close for b in bars]))
+    r = np.diff(np.log(np.array([b.close for b in bars], dtype=float)))
     returns = [None, *map(float, r)]
     return [
         Metrics(b.start_us, b.symbol, ret, None, None, None, None, None, i + 1)

@@ -26,10 +26,18 @@ def test_compare_detectors_reports_a_winner() -> None:
 def test_regime_bars_have_the_regimes_they_claim() -> None:
     bars, label = regime_bars(n_bars=2000, seed=3, regimes=5, regime_bars=40, multiplier=4.0)
     assert label.sum() == 5 * 40
-    r = np.diff(np.log([b.close for b in bars]))
+    r = np.diff(np.log(np.array([b.close for b in bars], dtype=float)))
     inside = label[1:]
     assert np.std(r[inside]) / np.std(r[~inside]) == pytest.approx(4.0, rel=0.25)
-    assert all(b.low <= min(b.open, b.close) <= max(b.open, b.close) <= b.high for b in bars)
+    prices = [(b.open, b.high, b.low, b.close) for b in bars]
+    assert all(
+        lo is not None
+        and o is not None
+        and c is not None
+        and h is not None
+        and lo <= min(o, c) <= max(o, c) <= h
+        for o, h, lo, c in prices
+    )
 
 
 def test_auc_and_precision_match_their_definitions() -> None:

@@ -57,9 +57,10 @@ def test_forecasts_for_a_bar_do_not_depend_on_that_bar() -> None:
     bars, metrics, _ = simulate(regime_sigma(400), seed=2)
     shocked_at = 250
     shocked_bars = list(bars)
-    shocked_bars[shocked_at] = bars[shocked_at]._replace(
-        close=bars[shocked_at].close * 1.2, high=bars[shocked_at].high * 1.2
-    )
+    hit = bars[shocked_at]
+    assert hit.close is not None
+    assert hit.high is not None
+    shocked_bars[shocked_at] = hit._replace(close=hit.close * 1.2, high=hit.high * 1.2)
     shocked_metrics = metrics_for(shocked_bars)
     assert shocked_metrics[:shocked_at] == metrics[:shocked_at]
     cfg = ModelConfig(horizons=(1, 2))

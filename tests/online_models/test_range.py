@@ -47,10 +47,10 @@ def test_range_har_forecasts_from_ranges_and_needs_a_yardstick() -> None:
     for i in range(300):
         path = [close * math.exp(rng.gauss(0.0, 0.005)) for _ in range(4)]
         b = Bar(i, "X", path[0], max(path), min(path), path[-1], 1, None, 4, 60)
-        r = math.log(b.close / close)
+        r = math.log(path[-1] / close)
         model.learn_one(x, r * r)
         x, _ = state.update(b, r)
-        close = b.close
+        close = path[-1]
     sigma = math.sqrt(model.predict_one(x))
     assert 0.005 < sigma < 0.02  # per bar: 4 steps of 0.5% (and the gap between bars)
     # Before any range is known, the forecast is the EWMA variance, as HAR's.
