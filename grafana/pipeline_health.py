@@ -164,7 +164,8 @@ ORDER BY 1
 """
     return _stacked_counts(
         "Late ticks by symbol",
-        "Trades older than their bar's watermark: stored in ticks, left out of bars.",
+        "Trades whose bar closed longer ago than the revision window "
+        "(SENTINEL_REVISION_WINDOW_S): stored in ticks, left out of bars.",
         sql,
     )
 
@@ -173,19 +174,21 @@ def feed_status() -> table.Panel:
     sql = """
 SELECT source, connected, url, cardinality(subscribed) AS subscribed,
        extract(epoch FROM $__timeTo()::timestamptz - last_message_at) AS since_last_message_s,
-       reconnects, last_error, updated_at
+       reconnects, silent_reconnects, backfilled_trades, last_backfill_at, last_backfill,
+       last_error, updated_at
 FROM feed_status
 WHERE $__timeFilter(updated_at)
 ORDER BY source
 """
     panel = table_panel(
         "Feed connection",
-        "The live feed's state as the dataflow last reported it (feed_status).",
+        "The live feed's state as the feed last reported it (feed_status): reconnects, "
+        "those after a silence, and the trades fetched to fill the gaps.",
         sql,
     ).override_by_name(
         "since_last_message_s", [prop("unit", "s"), prop("displayName", "Since last message")]
     )
-    return datetime_columns(panel, "updated_at").height(6).span(12)
+    return datetime_columns(panel, "last_backfill_at", "updated_at").height(6).span(12)
 
 
 def sink_status() -> table.Panel:

@@ -958,6 +958,19 @@ function onBar(b) {
   scheduleMetrics(b.symbol);
 }
 
+// A bar rewritten by late trades (a backfilled gap, a late print): the chart reads its
+// bars back, at most once a second (lightweight-charts updates only its newest bar).
+function onBarRevision(b) {
+  const symbol = b.symbol;
+  if (symbol !== state.selected) return;
+  later(`bars:${symbol}`, 1000, async () => {
+    const generation = state.generation;
+    const q = state.interval ? `&interval=${state.interval}` : "";
+    const answer = await api(`bars/${sym(symbol)}?limit=${HISTORY_BARS}${q}`);
+    if (generation === state.generation) showBars(answer.bars.slice().reverse());
+  });
+}
+
 function onForecast(f) {
   const row = state.tickers.get(f.symbol);
   if (!row || f.horizon !== 1) return;
@@ -1043,6 +1056,7 @@ function handle(kind, data) {
     return;
   }
   if (kind === "bar") onBar(event);
+  else if (kind === "bar_revision") onBarRevision(event);
   else if (kind === "forecast") onForecast(event);
   else if (kind === "alert") onAlert(event);
 }
@@ -1053,7 +1067,8 @@ function opened() {
   state.streamOpened = true;
 }
 
-const STREAM_URL = "stream?kinds=bar,forecast,alert";
+const STREAM_KINDS = ["bar", "bar_revision", "forecast", "alert"];
+const STREAM_URL = `stream?kinds=${STREAM_KINDS.join(",")}`;
 let source = null;
 let streamAbort = null;
 
@@ -1069,7 +1084,7 @@ function connectEventSource() {
       setTimeout(connectEventSource, 3000);
     }
   };
-  for (const kind of ["bar", "forecast", "alert"]) source.addEventListener(kind, (e) => handle(kind, e.data));
+  for (const kind of STREAM_KINDS) source.addEventListener(kind, (e) => handle(kind, e.data));
 }
 
 // Reads that need the key: EventSource cannot send headers, so read the stream with

@@ -20,6 +20,7 @@ from typing import Any
 import exchange_calendars as xcals
 import httpx
 import pandas as pd
+import psycopg
 import pytest
 
 from api.serve import api_process
@@ -203,6 +204,30 @@ def test_candles_render_and_new_bars_arrive_live(
     p.set_viewport_size({"width": 390, "height": 844})
     p.wait_for_function("document.documentElement.scrollWidth <= 390")
     p.screenshot(path=tmp_path / "dashboard-390x844.png")
+    assert console.unexpected() == []
+
+
+def test_a_revised_bar_redraws_its_candle(page: tuple[Any, Console], stack: LiveStack) -> None:
+    """A bar rewritten after it closed (late trades, a backfilled gap) is a `bar_revision`
+    event: the chart reads its bars back and shows the new values."""
+    p, console = page
+    p.wait_for_function("window.sentinelDashboard.candles.length >= 5")
+    symbol = p.evaluate("window.sentinelDashboard.selected")
+    when = p.evaluate("window.sentinelDashboard.candles[1].time")  # closed long ago
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        conn.execute(
+            """UPDATE bars SET high = high * 1.5, revision = 99
+               WHERE symbol = %s AND time = to_timestamp(%s) RETURNING high""",
+            (symbol, when),
+        )
+        high = conn.execute(
+            "SELECT high FROM bars WHERE symbol = %s AND time = to_timestamp(%s)", (symbol, when)
+        ).fetchone()
+    assert high is not None
+    p.wait_for_function(
+        """([t, h]) => window.sentinelDashboard.candles.some(c => c.time === t && c.high === h)""",
+        arg=[when, high[0]],
+    )
     assert console.unexpected() == []
 
 

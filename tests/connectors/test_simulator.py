@@ -134,7 +134,8 @@ def test_trades_are_plausible() -> None:
     assert all(t.conditions in (("1",), ("1", "12")) for t in trades)  # Finnhub's codes
     assert all((t.conditions == ("1", "12")) == (t.volume < 100) for t in trades)  # odd lot
     volumes = np.array([t.volume for t in trades])
-    assert np.median(volumes) < 50 < np.percentile(volumes, 95)  # heavy-tailed
+    assert 50 < np.median(volumes) < 100 < np.percentile(volumes, 95)  # heavy-tailed
+    assert 0.48 < np.mean(volumes < 100) < 0.58  # about half odd lots, as on US tapes
     for symbol in ("AAPL", "NVDA", "SPY"):
         first = by_symbol(trades, symbol)[0].price
         assert first == pytest.approx(KNOWN_SYMBOLS[symbol][0], rel=0.01)

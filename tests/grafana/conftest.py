@@ -100,7 +100,8 @@ def _dead_letters(dsn: str, end_us: int) -> None:
     late = [
         (100, trade(t0, 180.0)),
         (101, trade(t0 + 10 * US, 181.0)),
-        (102, trade(t0 + 2 * US, 179.0)),
+        # Its bar closed longer ago than the revision window (300 s): a `late` reject.
+        (102, trade(t0 - 400 * US, 179.0)),
     ]
     batches.append(RawBatch("finnhub", t0 + 10 * US, late))
     _run_batches(dsn, batches, _flow_config())

@@ -24,7 +24,8 @@ def test_every_bad_input_class_lands_in_ticks_rejected_and_good_ticks_are_stored
         around = [trade(p=100.0 + i, t=CLOCK_MS + 1000 * i), trade(s="MSFT", t=CLOCK_MS + 1000 * i)]
         messages.append((100 + i, message(around[0], bad, around[1])))
         good += 2
-    late = trade(t=CLOCK_MS - 30_000)  # 30 s behind the newest tick: beyond the allowance
+    # 400 s behind the newest tick: its bar closed longer ago than the revision window
+    late = trade(t=CLOCK_MS - 400_000)
     messages.append((200, message(late)))
     cfg = FlowConfig(ParseConfig(), BarConfig(bar_seconds=5, allowance_s=2), live=False)
     run_main(
