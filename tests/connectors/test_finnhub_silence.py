@@ -133,7 +133,9 @@ def test_a_silent_server_is_detected_and_reconnected_within_the_limit(
         row = status()
         assert row is not None
         assert row[0] >= 2
-        assert row[1] >= row[0]
+        # A silence is counted when its connection closes, the reconnect once the next
+        # one opens: the status may be written in between.
+        assert row[1] >= row[0] - 1
         assert row[2] == reason
 
 
