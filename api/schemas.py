@@ -61,6 +61,14 @@ class FeedHealth(BaseModel):
     subscribed: list[str]
     last_message_at: datetime | None
     reconnects: int
+    silent_reconnects: int = Field(
+        default=0, description="Connections closed because nothing came for too long."
+    )
+    backfilled_trades: int = Field(default=0, description="Trades fetched to fill gaps.")
+    last_backfill_at: datetime | None = None
+    last_backfill: str | None = Field(
+        default=None, description="What the last gap backfill did, or why it failed."
+    )
     last_error: str | None
     updated_at: datetime
 

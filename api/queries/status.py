@@ -24,8 +24,9 @@ async def server_info(conn: Conn) -> Row:
 async def feed_status(conn: Conn) -> list[Row]:
     return await fetch(
         conn,
-        """SELECT source, url, connected, subscribed, last_message_at, reconnects, last_error,
-                  updated_at FROM feed_status ORDER BY source""",
+        """SELECT source, url, connected, subscribed, last_message_at, reconnects,
+                  silent_reconnects, backfilled_trades, last_backfill_at, last_backfill,
+                  last_error, updated_at FROM feed_status ORDER BY source""",
     )
 
 

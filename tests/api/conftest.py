@@ -88,10 +88,12 @@ def add_status_rows(dsn: str) -> None:
         )
         conn.execute(
             """INSERT INTO feed_status (source, url, connected, subscribed, last_message_at,
-                                        reconnects, updated_at)
-               VALUES ('finnhub', 'ws://127.0.0.1:8765', TRUE, '{AAPL,MSFT}', %s, 2, %s)
+                                        reconnects, silent_reconnects, backfilled_trades,
+                                        last_backfill_at, last_backfill, updated_at)
+               VALUES ('finnhub', 'ws://127.0.0.1:8765', TRUE, '{AAPL,MSFT}', %s, 2, 1, 37,
+                       %s, 'gap 14:00:00.000-14:00:30.000 UTC: 37 trades', %s)
                ON CONFLICT (source) DO NOTHING""",
-            [NOW - timedelta(seconds=1), NOW],
+            [NOW - timedelta(seconds=1), NOW - timedelta(seconds=2), NOW],
         )
         conn.execute(
             """INSERT INTO sink_status (table_name, worker, rows_written, rows_skipped, retries)

@@ -307,6 +307,10 @@ def test_health_reports_database_feed_and_progress(client: TestClient, filled_db
     assert body["feed_connected"] is True
     assert body["feeds"][0]["subscribed"] == ["AAPL", "MSFT"]
     assert body["feeds"][0]["reconnects"] == 2
+    feed = body["feeds"][0]
+    assert (feed["silent_reconnects"], feed["backfilled_trades"]) == (1, 37)
+    assert ts(feed["last_backfill_at"]) == NOW - timedelta(seconds=2)
+    assert feed["last_backfill"] == "gap 14:00:00.000-14:00:30.000 UTC: 37 trades"
     assert ts(body["time"]) == NOW
     progress = {s["symbol"]: s for s in body["symbols"]}
     assert set(progress) == {"AAPL", "MSFT", "TSLA"}
