@@ -52,13 +52,11 @@ from dataflows.conditions import (
     ALL,
     HIGH_LOW,
     OPEN_CLOSE,
-    PRICES,
-    SEEN,
     TRADE,
     VOLUME,
     VWAP,
     Conditions,
-    flags,
+    tick_flags,
 )
 from dataflows.config import BarConfig  # re-exported: the step and its configuration
 from dataflows.parse import TickChunk, arrival_us
@@ -95,21 +93,12 @@ class _Acc:
     trades: int = 0
     counted: bool = False  # a sized print updated something (the fast path: see volume)
 
-    @classmethod
-    def first(cls, t: Tick, mode: Conditions) -> _Acc:
-        acc = cls()
-        acc.add(t, mode)
-        return acc
-
     def add(self, t: Tick, mode: Conditions) -> None:
-        c, v = t.conditions, t.size
-        bits = ALL if c is None or mode == "all" else SEEN.get(c) or flags(c, mode)
-        if v <= 0:
-            bits &= PRICES
+        bits = tick_flags(t.conditions, t.size, mode)
         if bits != ALL:
             self._add_some(t, bits)
             return
-        key, p = (t.time_us, t.seq), t.price
+        key, p, v = (t.time_us, t.seq), t.price, t.size
         if key < self.open_key:
             self.open_key, self.open = key, p
         if key > self.close_key:
@@ -263,8 +252,7 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
                 if window:
                     self._late_tick(value, tick, watermark, revised, out)
                 else:
-                    st.late += 1
-                    out.append(BarEvent(None, _late(value, tick, watermark)))
+                    out.append(self._refuse_late(value, tick, watermark))
                 continue
             if t > last_tick:
                 last_tick = t
@@ -277,9 +265,8 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
                 start = tick.time_us - tick.time_us % bar_us
                 acc = opened.get(start)
                 if acc is None:
-                    opened[start] = _Acc.first(tick, cfg.conditions)
-                else:
-                    acc.add(tick, cfg.conditions)
+                    acc = opened[start] = _Acc()
+                acc.add(tick, cfg.conditions)
             base = t - allowance
             if base > st.watermark_base_us:
                 # The clock has not moved past the new base: the watermark is the base.
@@ -307,8 +294,7 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
         st, bar_us = self.state, self.config.bar_us
         start = tick.time_us - tick.time_us % bar_us
         if watermark - (start + bar_us) > self.config.revision_window_us:
-            st.late += 1
-            out.append(BarEvent(None, _late(chunk, tick, watermark)))
+            out.append(self._refuse_late(chunk, tick, watermark))
             return
         if tick.extended and not self.extended_in_bars:
             return  # stored, flagged, not in bars
@@ -318,15 +304,18 @@ class BarLogic(StatefulLogic[TickChunk, BarEvent, bytes]):
         bars = st.open if start + bar_us > watermark else st.closed
         acc = bars.get(start)
         if acc is None and bars is st.closed and start + bar_us <= st.kept_from_us:
-            st.late += 1
-            out.append(BarEvent(None, _late(chunk, tick, watermark)))
+            out.append(self._refuse_late(chunk, tick, watermark))
             return
         if acc is None:
-            bars[start] = _Acc.first(tick, self.config.conditions)
-        else:
-            acc.add(tick, self.config.conditions)
+            acc = bars[start] = _Acc()
+        acc.add(tick, self.config.conditions)
         if bars is st.closed:
             revised.add(start)
+
+    def _refuse_late(self, chunk: TickChunk, tick: Tick, watermark: int) -> BarEvent:
+        """A ``late`` reject, counted."""
+        self.state.late += 1
+        return BarEvent(None, _late(chunk, tick, watermark))
 
     def _revised(self, starts: list[int]) -> list[BarEvent]:
         """The closed bars late ticks changed in this chunk, each with its next revision

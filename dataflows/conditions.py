@@ -114,7 +114,7 @@ RULES = load_rules()
 
 SEEN: dict[str, int] = {}
 """The tape-mode flags of the conditions strings looked up so far (at most a few
-thousand): a hot loop reads it before it calls :func:`flags`."""
+thousand): :func:`tick_flags` reads it before it calls :func:`flags`."""
 _logged: set[str] = set()
 
 
@@ -131,8 +131,13 @@ def flags(conditions: str | None, mode: Conditions = "tape") -> int:
 
 
 def tick_flags(conditions: str | None, size: float, mode: Conditions = "tape") -> int:
-    """:func:`flags` with the zero-size rule: a print without size updates prices only."""
-    bits = flags(conditions, mode)
+    """:func:`flags` with the zero-size rule: a print without size updates prices only.
+    The bar step calls it for every tick: the cache is read here, without a call."""
+    if conditions is None or mode == "all":
+        bits = ALL
+    else:
+        cached = SEEN.get(conditions)
+        bits = flags(conditions, mode) if cached is None else cached
     return bits if size > 0 else bits & PRICES
 
 

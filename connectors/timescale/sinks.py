@@ -162,11 +162,7 @@ def _insert_skipping(spec: TableSpec, stage: sql.Identifier) -> sql.Composed:
             "INSERT INTO {} ({}) SELECT {} FROM pg_temp.{} ON CONFLICT ({}) DO NOTHING"
         ).format(table, cols, _select_exprs(spec), stage, key)
     revision = sql.Identifier(spec.revision)
-    updates = sql.SQL(", ").join(
-        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-        for c in spec.columns
-        if c not in spec.key
-    )
+    updates = _set_from_excluded(spec, spec.key)
     return sql.SQL(
         "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({key}) {exprs} FROM pg_temp.{stage} "
         "ORDER BY {key}, {revision} DESC "
@@ -201,6 +197,15 @@ def _select_exprs(spec: TableSpec) -> sql.Composable:
     )
 
 
+def _set_from_excluded(spec: TableSpec, key: tuple[str, ...]) -> sql.Composed:
+    """``c = EXCLUDED.c`` for every column of ``spec`` outside ``key``: an upsert's SET."""
+    return sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+        for c in spec.columns
+        if c not in key
+    )
+
+
 def _latest_statements(spec: TableSpec) -> _Latest | None:
     """``INSERT INTO <table>_latest ... ON CONFLICT (<latest key>) DO UPDATE`` from a
     stage, replacing the stored row only with a newer one (so a replayed row changes
@@ -210,11 +215,7 @@ def _latest_statements(spec: TableSpec) -> _Latest | None:
     latest = sql.Identifier(f"{spec.table}_latest")
     stage = sql.Identifier(f"sentinel_latest_{spec.table}")
     cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-    updates = sql.SQL(", ").join(
-        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-        for c in spec.columns
-        if c not in spec.latest_key
-    )
+    updates = _set_from_excluded(spec, spec.latest_key)
     newest_by = spec.newest_by
     newer = sql.SQL("({}) < ({})").format(
         sql.SQL(", ").join(sql.Identifier(f"{spec.table}_latest", c) for c in newest_by),
