@@ -31,6 +31,7 @@ from dataflows.config import SessionConfig
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig, Parsed, TickChunk, arrival_us, parse_batch
 from dataflows.records import (
+    BACKFILL_SOURCES,
     Alert,
     Bar,
     Clock,
@@ -207,7 +208,10 @@ def _rows_of(name: str, analysed: Analysed) -> list[Any] | None:
 
 
 def _is_live(parsed: Parsed) -> bool:
-    return parsed.subscribed is not None
+    """A live feed's batch. A backfill's (its own source, now and then, with trades of
+    long ago) says nothing of the feed's health: the stale check would take its gaps for
+    silences."""
+    return parsed.subscribed is not None and parsed.source not in BACKFILL_SOURCES
 
 
 def _source_of(parsed: Parsed) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
+from dataflows.alerts import AlertConfig
 from dataflows.bars import BarConfig
 from dataflows.metrics import MetricsConfig
 from dataflows.parse import ParseConfig
@@ -121,3 +122,23 @@ def test_late_ticks_in_the_flow_are_rejected_not_dropped() -> None:
     assert [r.reason for r in out["rejects"]] == ["late"]
     assert len(out["ticks"]) == 3, "raw ticks are stored even when late for their bar"
     assert sum(b.trades for b in out["bars"]) == 2
+
+
+def test_backfilled_batches_are_no_news_of_the_live_feed() -> None:
+    """A backfill's trades arrive long after their time, in batches of their own source,
+    now and then: the stale-feed check follows the live feed only, so two backfills
+    200 s apart (60 s limit) raise no stale alert while the feed itself trades on."""
+    t0 = 1_700_000_040 * US
+
+    def batch(source: str, clock: int, t_us: int, price: float) -> RawBatch:
+        trade = {"s": "AAPL", "p": price, "t": t_us // 1000, "v": 10, "c": ["1"]}
+        message = json.dumps({"type": "trade", "data": [trade]})
+        return RawBatch(source, clock, [(clock, message)], ("AAPL",))
+
+    batches = [batch("finnhub", t0 + s * US, t0 + s * US, 100.0) for s in range(0, 400, 5)]
+    for s in (100, 300):  # a trade of 30 s earlier, fetched at s
+        batches.insert(s // 5 + 1, batch("finnhub_tick", t0 + s * US + 1, t0 + (s - 30) * US, 99))
+    alerts = AlertConfig(stale_after_s=60)
+    out = run(batches, FlowConfig(parse=CONFIG.parse, bars=CONFIG.bars, alerts=alerts, live=True))
+    assert [t.source for t in out["ticks"]].count("finnhub_tick") == 2
+    assert [a for a in out["alerts"] if a.kind == "stale_feed"] == []
